@@ -1,0 +1,1 @@
+"""The built-in backends, one module each; `convbackends.dispatch` imports them lazily."""

@@ -1,0 +1,52 @@
+"""The Backend base class: what every backend (built-in or plug-in) looks like.
+
+A backend is any object with ``name``, ``available()``, ``supports(op, spec)`` and one method
+per op it implements: ``conv(x, weight, bias, spec)``, ``conv_transpose(x, weight, bias,
+spec)``, ``max_pool(x, spec)``, ``avg_pool(x, spec)`` (and, as an extension,
+``adaptive_avg_pool(x, spec)``). Subclassing :class:`Backend` is optional; it supplies the
+defaults below.
+"""
+
+OPS = ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool")
+
+
+class Backend:
+    """Defaults for a backend.
+
+    Attributes
+    ----------
+    name : str
+        The registered name.
+    limits : str
+        One line stating what the backend cannot do (shown by ``convbackends info``).
+    accepts_device_arrays : bool
+        Whether ops take arrays with ``__cuda_array_interface__`` (only the CUDA backend).
+    writes_out : bool
+        Whether ops take a keyword ``out=`` and write the result into it.
+    """
+
+    name = None
+    limits = ""
+    accepts_device_arrays = False
+    writes_out = False
+
+    def available(self):
+        """``None`` when the backend can run on this machine, else the reason it cannot."""
+        return None
+
+    def supports(self, op, spec):
+        """``None`` when the backend can run ``op`` on ``spec``, else the reason it cannot."""
+        if op not in OPS or not callable(getattr(self, op, None)):
+            return f"{self.name} does not implement {op}"
+        return None
+
+    def workspace_bytes(self, op, spec):
+        """Bytes of temporary memory the op allocates beyond its output."""
+        return 0
+
+    def plan(self, op, spec):
+        """Per-phase facts for ``explain()`` (algorithm variant, tiles, chunks), as a dict."""
+        return {}
+
+    def __repr__(self):
+        return f"<convbackends backend {self.name!r}>"

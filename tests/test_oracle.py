@@ -1,0 +1,235 @@
+"""The float64 oracle (``reference/oracle.py``) against PyTorch's golden outputs, the lectures'
+worked examples, and the adjoint identity of transposed convolution.
+
+Needs only NumPy: the golden cases were computed by PyTorch ahead of time
+(``reference/golden/make_golden.py``).
+"""
+
+import doctest
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reference import oracle  # noqa: E402
+from reference.golden import load_cases  # noqa: E402
+
+CASES = load_cases()
+NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+# --------------------------------------------------------------------------- golden kwargs -> oracle
+
+
+def _spatial_dims(func):
+    return int(func.rstrip("d")[-1])
+
+
+def _pairs(padding, nd, kernel=None, dilation=None):
+    """Any convbackends padding form as (before, after) pairs."""
+    if padding == "valid":
+        return [(0, 0)] * nd
+    if padding == "same":  # the total dilation*(k-1); an odd total puts the extra after
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return [(t // 2, t - t // 2) for t in totals]
+    if isinstance(padding, int):
+        return [(padding, padding)] * nd
+    return [tuple(p) if isinstance(p, list) else (p, p) for p in padding]
+
+
+def _per_dim(value, nd):
+    return [value] * nd if isinstance(value, int) else list(value)
+
+
+def run_oracle(func, kwargs, arrays):
+    """Call the oracle as ``convbackends.<func>(**arrays, **kwargs)`` would compute."""
+    nd = _spatial_dims(func)
+    kw = dict(kwargs)
+    x = arrays["x"]
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = x[None]
+    weight, bias = arrays.get("weight"), arrays.get("bias")
+    if func.startswith("conv_transpose"):
+        kw["padding"] = _pairs(kw.get("padding", 0), nd)
+        y = oracle.conv_transpose(x, weight, bias, **kw)
+    elif func.startswith("conv"):
+        kernel = weight.shape[2:]
+        pairs = _pairs(kw.pop("padding", 0), nd, kernel, _per_dim(kw.get("dilation", 1), nd))
+        mode = kw.pop("padding_mode", "zeros")
+        if mode != "zeros":  # pad-then-conv, as torch.nn.ConvNd does
+            x = np.pad(x, [(0, 0), (0, 0)] + pairs, mode=NP_PAD_MODE[mode])
+            pairs = 0
+        y = oracle.conv(x, weight, bias, padding=pairs, **kw)
+    elif func.startswith("max_pool"):
+        kw["padding"] = _pairs(kw.get("padding", 0), nd)
+        y = oracle.max_pool(x, **kw)
+    elif func.startswith("avg_pool"):
+        kw["padding"] = _pairs(kw.get("padding", 0), nd)
+        y = oracle.avg_pool(x, **kw)
+    elif func == "adaptive_avg_pool2d":
+        y = oracle.adaptive_avg_pool(x, **kw)
+    else:
+        raise AssertionError(f"unknown func {func}")
+    return y[0] if unbatched else y
+
+
+def assert_close(y, ref, rtol):
+    """Relative error ||y - ref|| / ||ref|| below rtol; -inf positions identical."""
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    assert not np.isnan(ref).any() and not np.isnan(y).any()
+    ninf = np.isneginf(ref)
+    np.testing.assert_array_equal(np.isneginf(y), ninf)
+    assert np.isfinite(ref[~ninf]).all() and np.isfinite(y[~ninf]).all()
+    diff = np.linalg.norm(np.asarray(y, np.float64)[~ninf] - ref[~ninf])
+    norm = np.linalg.norm(ref[~ninf])
+    assert diff <= rtol * norm, f"relative error {diff / norm:.3e} above {rtol:g}"
+
+
+# --------------------------------------------------------------------------- golden cases
+
+
+def test_golden_cases_present():
+    assert len(CASES) >= 200
+    funcs = {func for _, func, _, _ in CASES}
+    expected = {f"{op}{n}d" for op in ("conv", "conv_transpose", "max_pool", "avg_pool") for n in (1, 2, 3)}
+    assert expected | {"adaptive_avg_pool2d"} <= funcs
+    assert any(a["x"].dtype == np.float32 for *_, a in CASES)
+    assert any(np.isneginf(a["y"]).any() for *_, a in CASES)
+
+
+@pytest.mark.parametrize("name, func, kwargs, arrays", CASES, ids=[c[0] for c in CASES])
+def test_golden(name, func, kwargs, arrays):
+    y = arrays["y"]
+    assert y.dtype == arrays["x"].dtype
+    ref = run_oracle(func, kwargs, arrays)
+    assert ref.dtype == np.float64
+    assert_close(y.astype(np.float64), ref, 1e-5 if y.dtype == np.float32 else 1e-12)
+
+
+# --------------------------------------------------------------------------- lecture examples
+
+
+X1 = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]], dtype=float)
+X2 = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=float)
+K1 = np.array([[0, 1], [2, 3]], dtype=float)
+K2 = np.array([[1, 2], [3, 4]], dtype=float)
+
+
+def test_lecture_cross_correlation():
+    y = oracle.conv(X1[None, None], K1[None, None])
+    np.testing.assert_array_equal(y, [[[[19, 25], [37, 43]]]])
+
+
+def test_lecture_two_input_channels():
+    x = np.stack([X1, X2])[None]  # (1, 2, 3, 3)
+    w = np.stack([K1, K2])[None]  # (1, 2, 2, 2)
+    np.testing.assert_array_equal(oracle.conv(x, w), [[[[56, 72], [104, 120]]]])
+
+
+def test_lecture_max_pool():
+    x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    np.testing.assert_array_equal(oracle.max_pool(x[None, None], 2, 2), [[[[6, 8], [3, 4]]]])
+
+
+@pytest.mark.parametrize(
+    "L, k, stride, pad, out",
+    [(28, 3, 1, 0, 26), (28, 3, 1, 1, 28), (28, 3, 2, 1, 14), (28, 5, 1, 1, 26), (28, 5, 2, 2, 14),
+     (32, 5, 1, 2, 32), (227, 11, 4, 0, 55)],
+)
+def test_lecture_output_sizes(L, k, stride, pad, out):
+    assert oracle.output_size(L, k, stride, pad, pad, 1) == out
+
+
+def test_oracle_docstring_examples():
+    result = doctest.testmod(oracle, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- adjoint identity
+
+
+@pytest.mark.parametrize(
+    "spatial, k, stride, padding, dilation, groups, c_in, c_out",
+    [
+        ((9,), (3,), (2,), [(1, 1)], (1,), 1, 2, 3),
+        ((10,), (4,), (3,), [(2, 0)], (2,), 2, 4, 2),
+        ((7, 8), (3, 3), (1, 1), [(1, 1), (1, 1)], (1, 1), 1, 3, 4),
+        ((11, 9), (3, 2), (2, 3), [(1, 2), (0, 1)], (2, 1), 2, 4, 6),
+        ((8, 8), (1, 1), (2, 2), [(0, 0), (0, 0)], (1, 1), 1, 2, 2),
+        ((9, 10), (3, 3), (2, 2), [(1, 1), (1, 1)], (1, 1), 3, 3, 3),
+        ((6, 7, 5), (2, 3, 2), (2, 1, 2), [(1, 0), (1, 1), (0, 2)], (1, 2, 1), 2, 2, 4),
+    ],
+)
+def test_conv_transpose_is_adjoint(spatial, k, stride, padding, dilation, groups, c_in, c_out):
+    """<conv(x, w), y> == <x, conv_transpose(y, w)> with output_padding restoring x's size."""
+    rng = np.random.default_rng(sum(spatial) + 7 * groups)
+    x = rng.standard_normal((2, c_in) + spatial)
+    w = rng.standard_normal((c_out, c_in // groups) + k)
+    y_shape = oracle.conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups).shape
+    y = rng.standard_normal(y_shape)
+    output_padding = tuple(
+        (L + b + a - d * (kk - 1) - 1) % s
+        for L, (b, a), d, kk, s in zip(spatial, padding, dilation, k, stride)
+    )
+    xt = oracle.conv_transpose(y, w, stride=stride, padding=padding, output_padding=output_padding,
+                               groups=groups, dilation=dilation)
+    assert xt.shape == x.shape
+    lhs = np.vdot(oracle.conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups), y)
+    rhs = np.vdot(x, xt)
+    assert abs(lhs - rhs) <= 1e-12 * max(abs(lhs), np.linalg.norm(x) * np.linalg.norm(y))
+
+
+# --------------------------------------------------------------------------- oracle semantics
+
+
+def test_max_pool_window_wholly_in_padding_is_neg_inf():
+    x = np.arange(5.0)[None, None]
+    y = oracle.max_pool(x, 2, 2, padding=[(3, 0)])
+    np.testing.assert_array_equal(y[0, 0], [-np.inf, 0.0, 2.0, 4.0])
+
+
+def test_ceil_mode_last_window_starts_in_input_or_left_padding():
+    x = np.arange(8.0)[None, None]
+    # k=3, stride 2, total padding 2: floor gives 4 windows, ceil 5. With pads (1, 1) the
+    # 5th window starts at 8 - 1 = 7, inside the input: kept. With pads (0, 2) it starts at
+    # 8, in the right padding: dropped.
+    assert oracle.max_pool(x, 3, 2, padding=[(1, 1)], ceil_mode=False).shape[-1] == 4
+    np.testing.assert_array_equal(oracle.max_pool(x, 3, 2, padding=[(1, 1)], ceil_mode=True)[0, 0], [1, 3, 5, 7, 7])
+    assert oracle.max_pool(x, 3, 2, padding=[(0, 2)], ceil_mode=True).shape[-1] == 4
+
+
+def test_avg_pool_divisors():
+    x = np.ones((1, 1, 5))
+    # pad 1, k 3, stride 2, ceil: windows start at -1, 1, 3; the last reaches 5 (padding)
+    y_inc = oracle.avg_pool(x, 3, 2, 1, ceil_mode=True, count_include_pad=True)
+    y_exc = oracle.avg_pool(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    np.testing.assert_allclose(y_inc[0, 0], [2 / 3, 1, 2 / 3])
+    np.testing.assert_allclose(y_exc[0, 0], [1, 1, 1])
+    # dilation counts taps, not span: k=2, d=3, counted over [-1, 6): taps (-1, 2), (1, 4),
+    # (3, 6), the last one past the right padding (ceil_mode) and not counted
+    y_dil = oracle.avg_pool(np.arange(5.0)[None, None], 2, 2, 1, ceil_mode=True, count_include_pad=True,
+                            dilation=3)
+    np.testing.assert_allclose(y_dil[0, 0], [2 / 2, 5 / 2, 3 / 1])
+
+
+def test_adaptive_avg_pool_windows():
+    x = np.arange(5.0)[None, None, None]  # (1, 1, 1, 5)
+    # out 3 over 5: [0, 2), [1, 4), [3, 5)
+    np.testing.assert_allclose(oracle.adaptive_avg_pool(x, (1, 3))[0, 0, 0], [0.5, 2.0, 3.5])
+
+
+def test_oracle_does_not_modify_inputs_and_accepts_float32():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    x0, w0 = x.copy(), w.copy()
+    y = oracle.conv(x, w, padding=1)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
