@@ -142,7 +142,7 @@ def _pool_output_size(L, k, stride, pad_before, pad_after, dilation, ceil_mode):
         return numerator // stride + 1
     out = -(-numerator // stride) + 1
     # The last window must start inside the input or the left padding.
-    if (out - 1) * stride >= L + pad_before + pad_after:
+    if (out - 1) * stride >= L + pad_before:
         out -= 1
     return out
 
