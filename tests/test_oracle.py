@@ -17,80 +17,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from reference import oracle  # noqa: E402
+from reference.calls import assert_close, run_oracle  # noqa: E402
 from reference.golden import load_cases  # noqa: E402
 
 CASES = load_cases()
-NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
-# --------------------------------------------------------------------------- golden kwargs -> oracle
-
-
-def _spatial_dims(func):
-    return int(func.rstrip("d")[-1])
-
-
-def _pairs(padding, nd, kernel=None, dilation=None):
-    """Any convbackends padding form as (before, after) pairs."""
-    if padding == "valid":
-        return [(0, 0)] * nd
-    if padding == "same":  # the total dilation*(k-1); an odd total puts the extra after
-        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
-        return [(t // 2, t - t // 2) for t in totals]
-    if isinstance(padding, int):
-        return [(padding, padding)] * nd
-    return [tuple(p) if isinstance(p, list) else (p, p) for p in padding]
-
-
-def _per_dim(value, nd):
-    return [value] * nd if isinstance(value, int) else list(value)
-
-
-def run_oracle(func, kwargs, arrays):
-    """Call the oracle as ``convbackends.<func>(**arrays, **kwargs)`` would compute."""
-    nd = _spatial_dims(func)
-    kw = dict(kwargs)
-    x = arrays["x"]
-    unbatched = x.ndim == nd + 1
-    if unbatched:
-        x = x[None]
-    weight, bias = arrays.get("weight"), arrays.get("bias")
-    if func.startswith("conv_transpose"):
-        kw["padding"] = _pairs(kw.get("padding", 0), nd)
-        y = oracle.conv_transpose(x, weight, bias, **kw)
-    elif func.startswith("conv"):
-        kernel = weight.shape[2:]
-        pairs = _pairs(kw.pop("padding", 0), nd, kernel, _per_dim(kw.get("dilation", 1), nd))
-        mode = kw.pop("padding_mode", "zeros")
-        if mode != "zeros":  # pad-then-conv, as torch.nn.ConvNd does
-            x = np.pad(x, [(0, 0), (0, 0)] + pairs, mode=NP_PAD_MODE[mode])
-            pairs = 0
-        y = oracle.conv(x, weight, bias, padding=pairs, **kw)
-    elif func.startswith("max_pool"):
-        kw["padding"] = _pairs(kw.get("padding", 0), nd)
-        y = oracle.max_pool(x, **kw)
-    elif func.startswith("avg_pool"):
-        kw["padding"] = _pairs(kw.get("padding", 0), nd)
-        y = oracle.avg_pool(x, **kw)
-    elif func == "adaptive_avg_pool2d":
-        y = oracle.adaptive_avg_pool(x, **kw)
-    else:
-        raise AssertionError(f"unknown func {func}")
-    return y[0] if unbatched else y
-
-
-def assert_close(y, ref, rtol):
-    """Relative error ||y - ref|| / ||ref|| below rtol; -inf positions identical."""
-    assert y.shape == ref.shape, (y.shape, ref.shape)
-    assert not np.isnan(ref).any() and not np.isnan(y).any()
-    ninf = np.isneginf(ref)
-    np.testing.assert_array_equal(np.isneginf(y), ninf)
-    assert np.isfinite(ref[~ninf]).all() and np.isfinite(y[~ninf]).all()
-    diff = np.linalg.norm(np.asarray(y, np.float64)[~ninf] - ref[~ninf])
-    norm = np.linalg.norm(ref[~ninf])
-    assert diff <= rtol * norm, f"relative error {diff / norm:.3e} above {rtol:g}"
-
-
 # --------------------------------------------------------------------------- golden cases
 
 

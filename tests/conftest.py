@@ -1,0 +1,40 @@
+"""Shared fixtures: which backends the conformance suite holds to their claims."""
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import convbackends as cb
+
+# Winograd and FFT trade exactness for fewer operations: CONTRACT §1's looser bound.
+LOOSE = {"fft", "winograd"}
+
+
+def tolerance(backend, dtype):
+    loose = backend in LOOSE
+    if np.dtype(dtype) == np.float32:
+        return 1e-4 if loose else 1e-5
+    return 1e-10 if loose else 1e-12
+
+
+def conformance_backends():
+    """Every registered, available backend but ``auto``.
+
+    Under Numba's CUDA simulator every thread is a Python thread, so ``cuda`` is held to the
+    grid in ``tests/test_cuda_backend.py`` on small shapes instead.
+    """
+    names = [n for n in cb.available_backends() if n != "auto"]
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        names = [n for n in names if n != "cuda"]
+    return names
+
+
+BACKENDS = conformance_backends()
+
+
+@pytest.fixture
+def rng(request):
+    # A fresh generator per test, seeded from the test's name, so failures reproduce.
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
