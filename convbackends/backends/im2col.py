@@ -2,28 +2,68 @@
 
 Limits: convolution and transposed convolution only (no pooling). Every geometry and dtype.
 
-Convolution: the columns ``cols[n, (c, r), p] = x_padded[n, c, p*stride + r*dilation]`` are
-gathered with one strided copy per kernel offset ``r`` (each a long, regular copy), then
+Convolution: the columns ``cols[n, (c, r), p] = x[n, c, p*stride + r*dilation - pad]`` are
+gathered with one strided copy per kernel offset ``r`` (each a long, regular copy; padding
+becomes zeroed slabs, never a padded copy of the input; the batch split across threads), then
 ``y[n, group] = W_group (K/g, C/g*R) @ cols[n, group] (C/g*R, P)`` through NumPy's batched
-matmul, written straight into the output. A 1x1 kernel at stride 1 without padding needs no
-unfold at all: the input itself is the column matrix. The workspace (``N*C*R*P`` elements)
-is bounded by running the batch in chunks of at most ``workspace_limit`` bytes.
+matmul, written straight into the output. Small outputs (``P < SMALL_OUTPUT``) put the batch
+into the GEMM's columns instead. A 1x1 kernel at stride 1 without padding needs no unfold at
+all: the input itself is the column matrix. The workspace (``N*C*R*P`` elements) is bounded
+by running the batch in chunks of at most ``workspace_limit`` bytes.
 
 Transposed convolution is the adjoint: ``cols = W_groupᵀ @ x`` then col2im, one strided
 add per kernel offset into the full output, which is then cropped by the padding.
 """
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
+# Below this many output positions per sample, the batch joins the GEMM's columns.
+SMALL_OUTPUT = 256
 
 
 def _offsets(kernel):
     return np.ndindex(*kernel)
+
+
+def _valid_range(length, out, stride, dilation, pad_before, r):
+    """Output positions ``[lo, hi)`` whose tap ``r`` lands inside the input, and the input
+    index of output 0's tap (``start``)."""
+    start = r * dilation - pad_before
+    lo = min(out, 0 if start >= 0 else (-start + stride - 1) // stride)
+    hi = max(lo, min(out, (length - 1 - start) // stride + 1))
+    return lo, hi, start
+
+
+def _fill_columns(cols, x, spec):
+    """``cols[n, c, r, *out] = x[n, c, out*stride + r*dilation - pad]``, zero outside x.
+
+    Reads ``x`` unpadded: padding costs a few zeroed slabs instead of a padded copy.
+    """
+    nd = spec.ndim
+    for r, offset in enumerate(_offsets(spec.kernel)):
+        dst, src, ranges = [], [], []
+        for L, O, s, d, (pb, _), k in zip(spec.input_spatial, spec.output_spatial,
+                                           spec.stride, spec.dilation, spec.padding, offset):
+            lo, hi, start = _valid_range(L, O, s, d, pb, k)
+            ranges.append((lo, hi, O))
+            dst.append(slice(lo, hi))
+            src.append(slice(start + lo * s, start + (hi - 1) * s + 1, s) if hi > lo
+                       else slice(0, 0))
+        plane = cols[:, :, r]
+        plane[(Ellipsis,) + tuple(dst)] = x[(slice(None), slice(None)) + tuple(src)]
+        for axis, (lo, hi, O) in enumerate(ranges):
+            for zero in (slice(0, lo), slice(hi, O)):
+                if zero.stop > zero.start:
+                    index = [slice(None)] * (2 + nd)
+                    index[2 + axis] = zero
+                    plane[tuple(index)] = 0
 
 
 def _window(spatial_offset, dilation, stride, out):
@@ -41,6 +81,23 @@ class Im2colBackend(Backend):
 
     def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT):
         self.workspace_limit = workspace_limit
+        self._pool = None
+
+    def _unfold(self, cols, x, spec):
+        """Fill the columns, split over the batch across threads: NumPy copies release the
+        GIL, and one thread alone cannot saturate memory bandwidth."""
+        workers = min(len(x), os.cpu_count() or 1, 4)
+        if workers < 2 or cols.size < 2**16:
+            _fill_columns(cols, x, spec)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4),
+                                            thread_name_prefix="convbackends-im2col")
+        bounds = np.linspace(0, len(x), workers + 1).astype(int)
+        jobs = [self._pool.submit(_fill_columns, cols[a:b], x[a:b], spec)
+                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        for job in jobs:
+            job.result()
 
     def supports(self, op, spec):
         if op not in ("conv", "conv_transpose"):
@@ -75,7 +132,10 @@ class Im2colBackend(Backend):
     def plan(self, op, spec):
         if op == "conv" and not self._needs_unfold(spec):
             return {"unfold": "none (1x1, stride 1)", "gemm": "per group"}
-        return {"batch_chunk": self._chunk(op, spec), "gemm": "per group"}
+        small = op == "conv" and math.prod(spec.output_spatial) < SMALL_OUTPUT
+        return {"batch_chunk": self._chunk(op, spec),
+                "gemm": "per group, batch in columns" if small else "per group and sample",
+                "unfold": "threaded copies, no padded copy"}
 
     def conv(self, x, weight, bias, spec, out=None):
         y = np.empty(spec.output_shape, spec.dtype) if out is None else out
@@ -89,24 +149,41 @@ class Im2colBackend(Backend):
             x3 = np.ascontiguousarray(x).reshape(N, spec.in_channels, P)
             for gi in range(g):
                 np.matmul(w[gi], x3[:, gi * Cg:(gi + 1) * Cg], out=y3[:, gi * Kg:(gi + 1) * Kg])
+        elif P < SMALL_OUTPUT:
+            self._conv_batch_gemm(x, w, y3, spec)
         else:
-            if spec.has_padding:
-                x = np.pad(x, [(0, 0), (0, 0)] + [list(p) for p in spec.padding])
             chunk = self._chunk("conv", spec)
             cols = np.empty((chunk, spec.in_channels, R) + spec.output_spatial, spec.dtype)
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 c = cols[:n1 - n0]
-                for r, offset in enumerate(_offsets(spec.kernel)):
-                    c[:, :, r] = x[(slice(n0, n1), slice(None))
-                                   + _window(offset, spec.dilation, spec.stride,
-                                             spec.output_spatial)]
+                self._unfold(c, x[n0:n1], spec)
                 c = c.reshape(n1 - n0, g, Cg * R, P)
                 for gi in range(g):
                     np.matmul(w[gi], c[:, gi], out=y3[n0:n1, gi * Kg:(gi + 1) * Kg])
         if bias is not None:
             y3 += bias.reshape(1, K, 1)
         return y
+
+    def _conv_batch_gemm(self, x, w, y3, spec):
+        """Small outputs: one GEMM ``(K/g, C/g*R) @ (C/g*R, n*P)`` per group and chunk.
+
+        A per-sample GEMM with a few dozen columns runs far below BLAS's peak; putting the
+        batch into the columns costs one transposed copy of the (small) output instead.
+        """
+        N, g = spec.batch, spec.groups
+        Kg, CgR = w.shape[1], w.shape[2]
+        R, P = math.prod(spec.kernel), math.prod(spec.output_spatial)
+        chunk = self._chunk("conv", spec)
+        cols = np.empty((spec.in_channels, R, chunk) + spec.output_spatial, spec.dtype)
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            c = cols[:, :, :n1 - n0]
+            self._unfold(np.moveaxis(c, 2, 0), x[n0:n1], spec)
+            c = c.reshape(g, CgR, (n1 - n0) * P)
+            for gi in range(g):
+                block = (w[gi] @ c[gi]).reshape(Kg, n1 - n0, P)
+                y3[n0:n1, gi * Kg:(gi + 1) * Kg] = block.transpose(1, 0, 2)
 
     def conv_transpose(self, x, weight, bias, spec, out=None):
         N, C, g = spec.batch, spec.in_channels, spec.groups
