@@ -1,0 +1,176 @@
+"""The ``numba`` backend side by side with ``im2col`` and PyTorch CPU, and its compile times.
+
+Usage (from the repository root; each part stays under four minutes)::
+
+    flock /tmp/convbackends-bench.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
+        .venv/bin/python benchmarks/scripts/bench_numba.py --part resnet18
+
+Parts: ``threads`` (one ResNet 3x3 layer on 1 and 2 Numba threads), ``resnet18`` (its
+3x3 layers at batch 8), ``depthwise`` (MobileNet's depthwise 3x3 layers, batch 1),
+``signals`` (1-D, 1x64x16000, kernel 9) and ``volumes`` (3-D, 1x16x32x64x64, kernel 3),
+``compile`` (first call per kernel in a fresh process with an empty Numba cache, then in
+another fresh process with that cache warm). Every repeat runs each contender once in
+turn, so a change in machine load hits them alike; tables give the median time of float32
+calls and the ratio to the numba backend's median (above 1: slower than numba).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+# (name, input shape, weight shape, keyword arguments)
+RESNET18_3X3 = [
+    ("layer1 64->64 56x56", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
+    ("layer2.0 64->128 s2", (8, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1)),
+    ("layer2 128->128 28x28", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)),
+    ("layer3.0 128->256 s2", (8, 128, 28, 28), (256, 128, 3, 3), dict(stride=2, padding=1)),
+    ("layer3 256->256 14x14", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
+    ("layer4.0 256->512 s2", (8, 256, 14, 14), (512, 256, 3, 3), dict(stride=2, padding=1)),
+    ("layer4 512->512 7x7", (8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)),
+]
+DEPTHWISE = [(f"dw {c}@{size} s{s}", (1, c, size, size), (c, 1, 3, 3),
+              dict(stride=s, padding=1, groups=c))
+             for c, size, s in [(32, 112, 1), (64, 112, 2), (128, 56, 1), (128, 56, 2),
+                                (256, 28, 1), (256, 28, 2), (512, 14, 1), (512, 14, 2),
+                                (512, 7, 1)]]
+SIGNALS = [("1-D 64->64 x16000 k9", (1, 64, 16000), (64, 64, 9), dict(padding=4))]
+VOLUMES = [("3-D 16->16 32x64x64 k3", (1, 16, 32, 64, 64), (16, 16, 3, 3, 3), dict(padding=1))]
+THREADS_LAYER = RESNET18_3X3[2]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", required=True, choices=["threads", "resnet18", "depthwise",
+                                                     "signals", "volumes", "compile"])
+    p.add_argument("--repeat", type=int, default=7, help="timed rounds per layer")
+    p.add_argument("--first-calls", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def machine():
+    """One line naming the CPU, the load and the BLAS threads, for the record."""
+    from threadpoolctl import threadpool_info
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads"
+                     for i in threadpool_info() if i["user_api"] == "blas")
+    return (f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; BLAS: {blas}; "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+
+
+def contenders(xs, ws, kw):
+    """``{name: zero-argument callable}``: numba, im2col and torch on the same float32 data."""
+    import torch
+    import convbackends as cb
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs, dtype=np.float32)
+    w = rng.standard_normal(ws, dtype=np.float32)
+    b = rng.standard_normal(ws[0], dtype=np.float32)
+    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+    torch_conv = getattr(torch.nn.functional, f"conv{len(ws) - 2}d")
+    return {"numba": lambda: cb.conv(x, w, b, backend="numba", **kw),
+            "im2col": lambda: cb.conv(x, w, b, backend="im2col", **kw),
+            "torch": lambda: torch_conv(xt, wt, bt, **kw)}
+
+
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def compare(layers, repeat):
+    import torch
+    import convbackends as cb
+    torch.set_num_threads(2)
+    print(f"{'layer':26} {'GFLOP':>6} {'numba ms':>9} {'GFLOP/s':>8} {'im2col':>7} {'torch':>7}")
+    for name, xs, ws, kw in layers:
+        calls = contenders(xs, ws, kw)
+        for f in calls.values():
+            f()
+        times = {k: [] for k in calls}
+        for _ in range(repeat):
+            for k, f in calls.items():
+                times[k].append(timed(f))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        flops = 2 * cb.explain(xs, ws, **kw).macs
+        print(f"{name:26} {flops / 1e9:6.2f} {med['numba'] * 1e3:9.2f} "
+              f"{flops / med['numba'] / 1e9:8.1f} {med['im2col'] / med['numba']:7.2f} "
+              f"{med['torch'] / med['numba']:7.2f}")
+
+
+def thread_scaling(repeat):
+    import numba
+    import convbackends as cb
+    name, xs, ws, kw = THREADS_LAYER
+    f = contenders(xs, ws, kw)["numba"]
+    f()
+    times = {1: [], 2: []}
+    for _ in range(repeat):
+        for n in times:
+            numba.set_num_threads(n)
+            times[n].append(timed(f))
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    flops = 2 * cb.explain(xs, ws, **kw).macs
+    print(f"{name}, batch {xs[0]}: 1 thread {one * 1e3:.1f} ms ({flops / one / 1e9:.1f} "
+          f"GFLOP/s), 2 threads {two * 1e3:.1f} ms ({flops / two / 1e9:.1f} GFLOP/s): "
+          f"speed-up {one / two:.2f}x")
+
+
+def first_calls():
+    """Seconds of the first call of each kernel (float32), in this process."""
+    import convbackends as cb
+    rng = np.random.default_rng(0)
+    x2 = rng.standard_normal((1, 4, 9, 9), dtype=np.float32)
+    w2 = rng.standard_normal((4, 4, 3, 3), dtype=np.float32)
+    calls = [("conv, stride 1 (conv_planes + pad)", lambda: cb.conv2d(x2, w2, padding=1)),
+             ("conv, strided (conv_rows)", lambda: cb.conv2d(x2, w2, stride=2)),
+             ("conv_transpose", lambda: cb.conv_transpose2d(x2, w2, stride=2)),
+             ("max_pool", lambda: cb.max_pool2d(x2, 2)),
+             ("avg_pool", lambda: cb.avg_pool2d(x2, 2)),
+             ("adaptive_avg_pool", lambda: cb.adaptive_avg_pool2d(x2, 3))]
+    with cb.set_backend("numba"):
+        for name, f in calls:
+            print(f"{name:36} {timed(f):7.2f} s")
+
+
+def compile_times():
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("empty cache (compiles)", "warm cache, fresh process"):
+            print(f"-- {label}")
+            subprocess.run([sys.executable, __file__, "--part", "compile", "--first-calls"],
+                           env=env, check=True)
+
+
+def main():
+    args = parse_args()
+    if args.first_calls:
+        first_calls()
+        return
+    print(machine())
+    if args.part == "threads":
+        thread_scaling(args.repeat)
+    elif args.part == "compile":
+        compile_times()
+    else:
+        compare({"resnet18": RESNET18_3X3, "depthwise": DEPTHWISE, "signals": SIGNALS,
+                 "volumes": VOLUMES}[args.part], args.repeat)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""``numba``: direct convolution and pooling compiled by Numba, parallel over every core.
+
+Limits: none (every op, geometry and dtype). Threads: ``numba.set_num_threads`` or the
+environment variable ``NUMBA_NUM_THREADS`` (see :func:`threading_info`).
+
+Convolution accumulates a run of outputs at a time along the output row, two output
+channels and three kernel columns per pass (six multiply-adds per three input loads), in
+a small buffer that stays in L1. Three variants:
+
+- ``planes`` (stride 1 along height and width): the input is zero-padded once, and each
+  output plane is computed on the padded row pitch, so one pass covers many rows (the few
+  columns past the output width are computed and dropped). Short rows cost nothing extra.
+- ``rows`` (any stride): the same on one output row at a time.
+- ``depthwise`` (``groups == in_channels``): one task per input plane pads that plane into
+  a buffer of its own (no padded copy of the whole input) and sums all nine taps of a 3x3
+  kernel in one pass.
+
+Tasks are (image, block of output channels whose weights stay in L2, plane or row, chunk).
+It wins where a GEMM wastes work or memory (depthwise and grouped convolution, few
+channels, 1-D signals, 3-D volumes); for wide 3x3 layers BLAS-based ``im2col`` is usually
+faster. Transposed convolution gathers each output row from the input rows its taps reach.
+Pooling is memory-bound and runs one output row per task. The first call per dtype and
+kernel compiles (seconds); ``cache=True`` keeps the machine code on disk for later
+processes.
+"""
+
+import numba
+import numpy as np
+
+from . import _numba_kernels as kernels
+from ._geometry import as_3d, pads_3d, params_3d
+from .base import Backend
+
+# Output channels computed together: each input row read feeds all of them.
+CHANNEL_BLOCK = 8
+# The block's accumulators (channels x outputs) stay under this many bytes, in L1.
+ACCUMULATOR_BYTES = 24 * 1024
+
+
+def threading_info():
+    """The threads the ``numba`` backend runs on.
+
+    Returns
+    -------
+    dict
+        ``threads``: ``numba.get_num_threads()`` (set by ``numba.set_num_threads`` or
+        ``NUMBA_NUM_THREADS``); ``threading_layer``: the layer in use, or, before the first
+        parallel call, the one requested (``NUMBA_THREADING_LAYER``).
+    """
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = f"not started yet (requested: {numba.config.THREADING_LAYER})"
+    return {"threads": numba.get_num_threads(), "threading_layer": layer}
+
+
+def _channel_block(spec):
+    return min(CHANNEL_BLOCK, spec.out_channels // spec.groups)
+
+
+def _column_chunk(spec):
+    """Outputs per task along the flattened plane: the block's accumulators fit
+    ``ACCUMULATOR_BYTES``."""
+    return max(16, ACCUMULATOR_BYTES // (_channel_block(spec) * spec.itemsize))
+
+
+def _depthwise(spec):
+    return spec.groups == spec.in_channels and spec.groups > 1
+
+
+def _phase_geometry(spec, images):
+    """Shape ``(padded depth, phase rows, phase pitch)`` of one channel's phase planes, and
+    the flat offsets of the kernel rows and columns in them when the rows of ``images``
+    images are interleaved (see ``_numba_kernels.conv``)."""
+    Dp, Hp, Wp = (int(v) for v in params_3d(spec.padded_spatial, 1))
+    _, sh, sw = (int(v) for v in params_3d(spec.stride, 1))
+    _, dh, dw = (int(v) for v in params_3d(spec.dilation, 1))
+    _, KH, KW = (int(v) for v in params_3d(spec.kernel, 1))
+    Hq, Wq = -(-Hp // sh), -(-Wp // sw)
+    row_pitch = images * Wq
+    h_off = np.array([(r * dh % sh * sw * Hq + r * dh // sh) * row_pitch for r in range(KH)],
+                     np.int64)
+    w_off = np.array([t * dw % sw * Hq * row_pitch + t * dw // sw for t in range(KW)],
+                     np.int64)
+    return (Dp, sh * sw * Hq, Wq), h_off, w_off
+
+
+def _phase_planes(x3, spec, q_shape):
+    """``x3`` zero-padded, split into phase planes, images interleaved: ``(C, padded
+    depth, phase rows, N, phase pitch)``; a transposed view of ``x3`` when that is all."""
+    if q_shape == tuple(x3.shape[2:]) and x3.shape[0] == 1:
+        return x3.reshape((x3.shape[1],) + q_shape[:2] + (1, q_shape[2]))
+    xq = np.zeros((x3.shape[1],) + q_shape[:2] + (x3.shape[0], q_shape[2]), x3.dtype)
+    _, sh, sw = params_3d(spec.stride, 1)
+    kernels.split_phases(x3, pads_3d(spec.padding)[0], sh, sw, xq)
+    return xq
+
+
+def _output(spec, channels, out):
+    y = np.empty(spec.output_shape, spec.dtype) if out is None else out
+    return y, y.reshape((spec.batch, channels) + (1,) * (3 - spec.ndim)
+                        + tuple(spec.output_spatial))
+
+
+def _bias(bias, spec):
+    if bias is None:
+        return np.zeros(spec.out_channels, spec.dtype)
+    return np.ascontiguousarray(bias, spec.dtype)
+
+
+def _tap_counts(length, kernel, stride, pad_before, pad_after, dilation, out, include_pad):
+    """Per output position, the window taps that count in the average's divisor."""
+    taps = (np.arange(out)[:, None] * stride - pad_before
+            + np.arange(kernel)[None, :] * dilation)
+    lo, hi = (-pad_before, length + pad_after) if include_pad else (0, length)
+    return ((taps >= lo) & (taps < hi)).sum(axis=1).astype(np.int64)
+
+
+class NumbaBackend(Backend):
+    """Direct loops compiled by Numba, parallel over batch, channel blocks and rows."""
+
+    name = "numba"
+    limits = ("none (every op, geometry and dtype); first call per dtype compiles "
+              "(seconds, cached on disk)")
+    writes_out = True
+
+    def workspace_bytes(self, op, spec):
+        if op != "conv":
+            return 0
+        q_shape = _phase_geometry(spec, 1)[0]
+        plane = int(np.prod(q_shape)) * spec.itemsize
+        per_task = ACCUMULATOR_BYTES
+        copied = 0
+        if _depthwise(spec):
+            per_task += plane
+        elif q_shape != tuple(params_3d(spec.input_spatial, 1)) or spec.batch > 1:
+            copied = spec.batch * spec.in_channels * plane
+        return copied + numba.get_num_threads() * per_task
+
+    def plan(self, op, spec):
+        facts = {"threads": numba.get_num_threads()}
+        if op == "conv":
+            stride = max(spec.stride[-2:]) if spec.ndim > 1 else spec.stride[0]
+            facts.update(kernel="depthwise" if _depthwise(spec) else "direct",
+                         phases=stride ** min(spec.ndim, 2),
+                         channel_block=_channel_block(spec), chunk=_column_chunk(spec))
+        elif op == "conv_transpose":
+            facts.update(kernel="gather per output row")
+        return facts
+
+    def conv(self, x, weight, bias, spec, out=None):
+        y, y3 = _output(spec, spec.out_channels, out)
+        x3, w3, b = as_3d(x, spec.ndim), as_3d(weight, spec.ndim), _bias(bias, spec)
+        stride, dilation = params_3d(spec.stride, 1), params_3d(spec.dilation, 1)
+        if _depthwise(spec):
+            q_shape, h_off, w_off = _phase_geometry(spec, 1)
+            kernels.conv_depthwise(x3, w3, b, pads_3d(spec.padding)[0],
+                                   np.array(q_shape, np.int64), h_off, w_off, stride,
+                                   dilation[0], _column_chunk(spec), y3)
+        else:
+            q_shape, h_off, w_off = _phase_geometry(spec, spec.batch)
+            kernels.conv(_phase_planes(x3, spec, q_shape), w3, b, h_off, w_off, stride[0],
+                         dilation[0], spec.groups, _channel_block(spec), _column_chunk(spec),
+                         y3)
+        return y
+
+    def conv_transpose(self, x, weight, bias, spec, out=None):
+        y, y3 = _output(spec, spec.out_channels, out)
+        kernels.conv_transpose(as_3d(x, spec.ndim), as_3d(weight, spec.ndim),
+                               _bias(bias, spec), params_3d(spec.stride, 1),
+                               pads_3d(spec.padding)[0], params_3d(spec.dilation, 1),
+                               spec.groups, y3)
+        return y
+
+    def max_pool(self, x, spec, out=None):
+        y, y3 = _output(spec, spec.channels, out)
+        kernels.max_pool(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
+                         params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
+                         params_3d(spec.dilation, 1), y3)
+        return y
+
+    def avg_pool(self, x, spec, out=None):
+        y, y3 = _output(spec, spec.channels, out)
+        kernel, stride = params_3d(spec.kernel, 1), params_3d(spec.stride, 1)
+        dilation = params_3d(spec.dilation, 1)
+        before, after = pads_3d(spec.padding)
+        counts = [_tap_counts(*dim, spec.count_include_pad) for dim in zip(
+            params_3d(spec.input_spatial, 1), kernel, stride, before, after, dilation,
+            y3.shape[2:])]
+        kernels.avg_pool(as_3d(x, spec.ndim), kernel, stride, before, dilation, *counts, y3)
+        return y
+
+    def adaptive_avg_pool(self, x, spec, out=None):
+        y, y3 = _output(spec, spec.channels, out)
+        kernels.adaptive_avg_pool(as_3d(x, spec.ndim), y3)
+        return y

@@ -1,0 +1,250 @@
+"""The "auto" policy: its rules, its fall-backs, and the opt-in autotuner with its disk cache."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import convbackends as cb
+from convbackends import autotune, dispatch, policy
+from convbackends.errors import UnsupportedError
+from convbackends.spec import conv_spec, pool_spec
+from reference import oracle
+
+
+def spec_of(x_shape, w_shape, dtype="float32", **kwargs):
+    return conv_spec("test", x_shape, w_shape, (w_shape[0],), dtype=dtype, **kwargs)[0]
+
+
+DEPTHWISE = spec_of((2, 32, 28, 28), (32, 1, 3, 3), padding=1, groups=32)
+LARGE = spec_of((1, 4, 64, 64), (4, 4, 15, 15), padding=7)
+DENSE = spec_of((2, 16, 14, 14), (16, 16, 3, 3), padding=1)
+POOL = pool_spec("test", "max_pool", (2, 8, 16, 16), 2, 3, 2, 1)[0]
+
+
+class FakeBackend:
+    """A backend whose speed and support are set by the test; counts its calls."""
+
+    accepts_device_arrays = False
+
+    def __init__(self, name, seconds=0.0, available=None, unsupported=None,
+                 ops=("conv", "conv_transpose")):
+        self.name, self.seconds, self.ops = name, seconds, ops
+        self._available, self._unsupported = available, unsupported
+        self.calls = 0
+
+    def available(self):
+        return self._available
+
+    def supports(self, op, spec):
+        return self._unsupported if op in self.ops else f"{self.name} lacks {op}"
+
+    def conv(self, x, weight, bias, spec):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return np.zeros(spec.output_shape, spec.dtype)
+
+    max_pool = conv
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Replace the registry by fake backends: ``registry(FakeBackend(...), ...)``."""
+    def install(*fakes):
+        table = {f.name: f for f in fakes}
+        table["auto"] = policy.AutoPolicy()
+        monkeypatch.setattr(dispatch, "backends", lambda: list(table))
+        monkeypatch.setattr(dispatch, "get_backend", lambda name: table[name])
+        return table["auto"]
+    return install
+
+
+@pytest.fixture(autouse=True)
+def autotune_off(monkeypatch, tmp_path):
+    """Every test starts with the tuner off and a private, empty cache directory."""
+    monkeypatch.delenv(autotune.ENV_AUTOTUNE, raising=False)
+    monkeypatch.setenv(autotune.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    autotune.set_autotune(None)
+    yield
+    autotune.set_autotune(None)
+
+
+# ---------------------------------------------------------------------------------- rules
+
+def test_depthwise_rule_prefers_numba(registry):
+    auto = registry(FakeBackend("im2col"), FakeBackend("numba"))
+    backend, reason = auto.choose("conv", DEPTHWISE)
+    assert backend.name == "numba" and reason.startswith("rule depthwise")
+
+
+def test_rule_passes_over_an_unavailable_backend(registry):
+    auto = registry(FakeBackend("im2col"), FakeBackend("numba", available="no numba here"))
+    backend, reason = auto.choose("conv", DEPTHWISE)
+    assert backend.name == "im2col" and reason.startswith("default order")
+
+
+def test_large_kernel_goes_to_fft_only_in_float32_and_only_if_present(registry):
+    auto = registry(FakeBackend("im2col"), FakeBackend("fft"))
+    assert auto.choose("conv", LARGE)[0].name == "fft"
+    assert auto.choose("conv", LARGE.replace(dtype="float64"))[0].name == "im2col"
+    auto = registry(FakeBackend("im2col"))           # fft not even registered
+    assert auto.choose("conv", LARGE)[0].name == "im2col"
+
+
+def test_large_depthwise_prefers_fft_then_numba(registry):
+    big = spec_of((1, 16, 64, 64), (16, 1, 31, 31), padding=15, groups=16)
+    auto = registry(FakeBackend("im2col"), FakeBackend("numba"), FakeBackend("fft"))
+    backend, reason = auto.choose("conv", big)
+    assert backend.name == "fft" and reason.startswith("rule large-depthwise")
+    auto = registry(FakeBackend("im2col"), FakeBackend("numba"))
+    assert auto.choose("conv", big)[0].name == "numba"
+    assert auto.choose("conv", big.replace(stride=(2, 2)))[0].name == "numba"
+
+
+def test_one_d_goes_to_numba(registry):
+    signal = spec_of((4, 16, 1000), (32, 16, 9), padding=4)
+    auto = registry(FakeBackend("im2col"), FakeBackend("numba"))
+    backend, reason = auto.choose("conv", signal)
+    assert backend.name == "numba" and reason.startswith("rule 1-d")
+    assert auto.choose("conv_transpose", signal)[0].name == "im2col"
+
+
+def test_pooling_skips_backends_without_pooling(registry):
+    auto = registry(FakeBackend("im2col"), FakeBackend("naive", ops=("conv", "max_pool")))
+    backend, reason = auto.choose("max_pool", POOL)
+    assert backend.name == "naive" and reason.startswith("rule pooling")
+
+
+def test_plug_in_backend_is_the_last_resort(registry):
+    auto = registry(FakeBackend("im2col", unsupported="no"), FakeBackend("mine"))
+    backend, reason = auto.choose("conv", DENSE)
+    assert backend.name == "mine" and reason.startswith("default order")
+
+
+def test_nothing_supports_it(registry):
+    auto = registry(FakeBackend("im2col", unsupported="no"))
+    with pytest.raises(UnsupportedError, match="no registered, available backend"):
+        auto.choose("conv", DENSE)
+
+
+def test_every_rule_names_known_backends():
+    known = set(dispatch.backends())
+    for rule in policy.RULES:
+        assert set(rule.prefer) <= known, rule.name
+
+
+@settings(max_examples=60, deadline=None)
+@given(nd=st.integers(1, 3), c=st.integers(1, 6), k=st.integers(1, 6), size=st.integers(1, 9),
+       kernel=st.integers(1, 5), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+       pad=st.integers(0, 2), depthwise=st.booleans(), double=st.booleans())
+def test_auto_always_picks_a_backend_that_supports_the_call(nd, c, k, size, kernel, stride,
+                                                            dilation, pad, depthwise, double):
+    groups = c if depthwise else 1
+    k = c if depthwise else k
+    if dilation * (kernel - 1) + 1 > size + 2 * pad:
+        return
+    spec = spec_of((2, c) + (size,) * nd, (k, c // groups) + (kernel,) * nd,
+                   dtype="float64" if double else "float32", stride=stride, padding=pad,
+                   dilation=dilation, groups=groups)
+    backend, reason = cb.get_backend("auto").choose("conv", spec)
+    assert backend.available() is None and backend.supports("conv", spec) is None
+    assert reason.startswith(("rule ", "default order"))
+
+
+def test_explain_gives_the_rule():
+    e = cb.explain((2, 32, 28, 28), (32, 1, 3, 3), padding=1, groups=32)
+    if "numba" in cb.available_backends():
+        assert e.choice == "numba" and e.reason.startswith("rule depthwise")
+    else:
+        assert e.reason.startswith("default order")
+
+
+# ------------------------------------------------------------------------------ autotuner
+
+def test_set_autotune_and_the_environment_variable(monkeypatch):
+    assert autotune.autotune_enabled() is False
+    monkeypatch.setenv(autotune.ENV_AUTOTUNE, "1")
+    assert autotune.autotune_enabled() is True
+    assert autotune.set_autotune(False) is True          # returns the previous state
+    assert autotune.autotune_enabled() is False           # the call wins over the variable
+    autotune.set_autotune(None)
+    assert autotune.autotune_enabled() is True
+
+
+def test_cache_file_is_per_machine_and_version(tmp_path):
+    path = autotune.cache_path()
+    assert path.parent == tmp_path / "cache"
+    assert autotune.machine_id() in path.name and f"v{cb.__version__}" in path.name
+
+
+def test_autotuner_times_once_keeps_the_winner_and_writes_it(registry):
+    slow, fast = FakeBackend("im2col", seconds=0.004), FakeBackend("numba")
+    auto = registry(slow, fast)
+    autotune.set_autotune(True)
+    backend, reason = auto.choose("conv", DENSE)
+    assert backend is fast and reason.startswith("autotune: timed now")
+    assert "numba" in reason and "im2col" in reason       # both times are reported
+    timed = (slow.calls, fast.calls)
+    assert min(timed) >= 2                                 # warm-up plus at least one timing
+    backend, reason = auto.choose("conv", DENSE)
+    assert backend is fast and reason.startswith("autotune cache entry")
+    assert (slow.calls, fast.calls) == timed               # a known key is never re-timed
+
+    entries = json.loads(autotune.cache_path().read_text())["entries"]
+    (key, entry), = entries.items()
+    assert key.startswith("conv|") and "numba+im2col" not in key and "im2col+numba" in key
+    assert entry["backend"] == "numba" and set(entry["seconds"]) == {"im2col", "numba"}
+
+
+def test_a_new_process_reads_the_disk_cache(registry):
+    slow, fast = FakeBackend("im2col", seconds=0.004), FakeBackend("numba")
+    autotune.set_autotune(True)
+    registry(slow, fast).choose("conv", DENSE)
+    timed = (slow.calls, fast.calls)
+    fresh = registry(slow, fast)                           # a new policy: empty memory
+    backend, reason = fresh.choose("conv", DENSE)
+    assert backend is fast and reason.startswith("autotune cache entry in")
+    assert (slow.calls, fast.calls) == timed
+
+
+def test_a_new_backend_gets_its_chance(registry):
+    im2col, numba = FakeBackend("im2col", seconds=0.004), FakeBackend("numba", seconds=0.002)
+    autotune.set_autotune(True)
+    assert registry(im2col, numba).choose("conv", DENSE)[0] is numba
+    fft = FakeBackend("fft")
+    backend, reason = registry(im2col, numba, fft).choose("conv", DENSE)
+    assert backend is fft and reason.startswith("autotune: timed now")
+
+
+def test_autotuner_skips_naive_on_big_calls_and_single_choices(registry):
+    naive, im2col = FakeBackend("naive"), FakeBackend("im2col", seconds=0.001)
+    autotune.set_autotune(True)
+    big = spec_of((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert registry(naive, im2col).choose("conv", big)[0] is im2col
+    assert naive.calls == 0
+    backend, reason = registry(FakeBackend("im2col")).choose("conv", big)
+    assert reason.startswith("default order")              # one candidate: nothing to time
+
+
+def test_unreadable_cache_is_ignored_with_a_warning(registry):
+    autotune.cache_path().parent.mkdir(parents=True)
+    autotune.cache_path().write_text("{not json")
+    autotune.set_autotune(True)
+    with pytest.warns(RuntimeWarning, match="unreadable cache"):
+        backend, _ = registry(FakeBackend("im2col", seconds=0.002),
+                              FakeBackend("numba")).choose("conv", DENSE)
+    assert backend.name == "numba"
+
+
+def test_autotuned_conv_is_still_exact():
+    autotune.set_autotune(True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = cb.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(y, oracle.conv(x, w, padding=1), rtol=1e-10, atol=1e-10)
+    if len([n for n in cb.available_backends() if n != "auto"]) > 1:
+        e = cb.explain(x.shape, w.shape, dtype="float64", padding=1, bias=False)
+        assert e.reason.startswith("autotune cache entry")

@@ -1,0 +1,313 @@
+"""The ``numba`` backend against the float64 oracle, and the functional pooling API end to end
+(``naive`` and ``numba``) against the oracle and PyTorch's golden pooling cases.
+
+Shapes are small and odd so that every code path runs: the plane kernel (stride 1 along
+height and width) and the row kernel (any stride), pairs of output channels and a lone last
+one, kernel widths that are and are not multiples of three, chunks that split rows.
+"""
+
+import zlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convbackends as cb
+from convbackends.backends import numba_cpu
+from reference import oracle
+from reference.golden import load_cases
+
+POOL_BACKENDS = ("naive", "numba")
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def _rng(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def assert_close(y, ref, rtol):
+    """``||y - ref|| / ||ref|| <= rtol`` over finite entries; ``-inf`` and NaN positions
+    identical."""
+    y = np.asarray(y, np.float64)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    np.testing.assert_array_equal(np.isneginf(y), np.isneginf(ref))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    finite = np.isfinite(ref)
+    diff = np.linalg.norm(y[finite] - ref[finite])
+    assert diff <= rtol * max(np.linalg.norm(ref[finite]), 1e-300), \
+        f"relative error {diff / np.linalg.norm(ref[finite]):.3e} above {rtol:g}"
+
+
+# --------------------------------------------------------------------------- convolution
+
+# (input shape, weight shape, keyword arguments)
+CONV_CASES = [
+    ((2, 3, 17), (5, 3, 3), dict(padding=1)),
+    ((1, 4, 40), (6, 2, 9), dict(padding=4, groups=2)),
+    ((2, 3, 23), (4, 3, 4), dict(stride=3, padding=((2, 1),), dilation=2)),
+    ((1, 2, 12), (3, 2, 1), dict()),
+    ((2, 6, 11, 13), (4, 3, 3, 3), dict(padding=1, groups=2)),
+    ((2, 5, 9, 10), (7, 5, 3, 3), dict(padding="same", bias=True)),
+    ((1, 4, 11, 13), (5, 4, 2, 5), dict(stride=(2, 3), padding=((1, 2), (3, 0)),
+                                        dilation=(2, 1))),
+    ((2, 8, 9, 9), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    ((1, 6, 15, 14), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),
+    ((1, 3, 10, 9), (6, 1, 3, 2), dict(padding=((1, 0), (2, 1)), groups=3, dilation=(2, 1))),
+    ((2, 4, 30), (8, 1, 5), dict(stride=2, padding=2, groups=4)),
+    ((1, 4, 70), (4, 1, 4), dict(padding=((3, 0),), groups=4)),
+    ((1, 3, 9, 30), (6, 3, 3, 7), dict(stride=(1, 2), padding=(0, 4), dilation=(1, 3))),
+    ((1, 3, 8, 8), (4, 3, 5, 2), dict(stride=(2, 1), padding=(2, 1))),
+    ((2, 4, 7, 7), (3, 4, 1, 1), dict()),
+    ((1, 2, 6, 7, 8), (3, 2, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 5, 6, 7), (4, 1, 3, 3, 3), dict(stride=2, padding=1, groups=4)),
+    ((2, 2, 7, 6, 5), (5, 2, 2, 3, 2), dict(stride=(2, 1, 1), padding=((1, 0), (0, 2), (1, 1)),
+                                            dilation=(1, 2, 2))),
+]
+
+
+def _conv_call(xs, ws, kw, dtype, backend):
+    rng = _rng(xs, ws, str(kw), dtype)
+    kw = dict(kw)
+    with_bias = kw.pop("bias", rng.random() < 0.5)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if with_bias else None
+    y = cb.conv(x, w, b, backend=backend, **kw)
+    padding = kw.pop("padding", 0)
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(np.broadcast_to(kw.get("dilation", 1), len(ws) - 2),
+                                              ws[2:])]
+        padding = [(t // 2, t - t // 2) for t in totals]
+    return y, oracle.conv(x, w, b, padding=padding, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kw", CONV_CASES, ids=[f"{c[0]}-{c[1]}" for c in CONV_CASES])
+def test_conv_matches_oracle(xs, ws, kw, dtype):
+    y, ref = _conv_call(xs, ws, kw, dtype, "numba")
+    assert y.dtype == dtype
+    assert_close(y, ref, RTOL[dtype])
+
+
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((2, 6, 9, 11), (10, 3, 3, 3), dict(padding=1, groups=2)),
+    ((1, 5, 13, 40), (5, 5, 3, 4), dict(stride=(1, 2), padding=(1, 2))),
+    ((1, 3, 50), (5, 3, 7), dict(padding=3)),
+    ((1, 4, 13, 12), (8, 1, 3, 3), dict(padding=1, groups=4)),
+])
+def test_conv_small_blocks_and_chunks(monkeypatch, xs, ws, kw):
+    """Blocks of three output channels (a pair and a single) and chunks of 16 outputs
+    (splitting rows mid-way) change nothing."""
+    monkeypatch.setattr(numba_cpu, "CHANNEL_BLOCK", 3)
+    monkeypatch.setattr(numba_cpu, "ACCUMULATOR_BYTES", 1)
+    spec = cb.explain(xs, ws, **kw).spec
+    assert numba_cpu._channel_block(spec) <= 3 and numba_cpu._column_chunk(spec) == 16
+    y, ref = _conv_call(xs, ws, kw, np.float64, "numba")
+    assert_close(y, ref, RTOL[np.float64])
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_conv_random_geometry(data):
+    nd = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 3))
+    cg, kg = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(nd))
+    padding = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+                    for _ in range(nd))
+    spatial = tuple(data.draw(st.integers(d * (k - 1) + 1, d * (k - 1) + 9))
+                    for k, d in zip(kernel, dilation))
+    x = _rng(spatial, kernel).standard_normal((2, cg * groups) + spatial)
+    w = _rng(kernel, spatial).standard_normal((kg * groups, cg) + kernel)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    assert_close(cb.conv(x, w, backend="numba", **kw), oracle.conv(x, w, **kw), 1e-12)
+
+
+CONV_TRANSPOSE_CASES = [
+    ((2, 3, 9), (3, 2, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 4, 10), (4, 1, 4), dict(stride=3, padding=((2, 0),), groups=2, dilation=2)),
+    ((2, 4, 5, 6), (4, 3, 3, 3), dict(stride=2, padding=1, output_padding=(1, 0))),
+    ((1, 6, 7, 5), (6, 2, 3, 2), dict(stride=(1, 3), padding=((1, 2), (0, 1)), groups=3,
+                                      dilation=(2, 1), output_padding=(1, 2))),
+    ((2, 3, 4, 4), (3, 5, 1, 1), dict()),
+    ((1, 2, 3, 4, 5), (2, 3, 2, 3, 2), dict(stride=(2, 1, 2), padding=1,
+                                            output_padding=(1, 0, 0))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kw", CONV_TRANSPOSE_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in CONV_TRANSPOSE_CASES])
+def test_conv_transpose_matches_oracle(xs, ws, kw, dtype):
+    rng = _rng(xs, ws, dtype)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[1] * kw.get("groups", 1)).astype(dtype)
+    y = cb.conv_transpose(x, w, b, backend="numba", **kw)
+    assert y.dtype == dtype
+    assert_close(y, oracle.conv_transpose(x, w, b, **kw), RTOL[dtype])
+
+
+def test_inputs_untouched_noncontiguous_and_out():
+    rng = _rng("layout")
+    x = np.asfortranarray(rng.standard_normal((2, 3, 9, 8)).astype(np.float32))
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)[:, :, ::-1, :]
+    x0, w0 = x.copy(), w.copy()
+    ref = oracle.conv(x, w, padding=1)
+    out = np.full((2, 4, 9, 8), np.nan, np.float32)
+    y = cb.conv2d(x, w, padding=1, backend="numba", out=out)
+    assert y is out
+    assert_close(out, ref, 1e-5)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    pooled = np.empty((2, 3, 4, 4), np.float32)
+    assert cb.max_pool2d(x, 2, backend="numba", out=pooled) is pooled
+    assert_close(pooled, oracle.max_pool(x, 2), 1e-7)
+
+
+def test_thread_count_is_respected_and_reported():
+    rng = _rng("threads")
+    x = rng.standard_normal((2, 4, 10, 10))
+    w = rng.standard_normal((6, 4, 3, 3))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cb.conv2d(x, w, padding=1, backend="numba")
+        info = numba_cpu.threading_info()
+        assert info["threads"] == 1
+        assert "threads" in cb.get_backend("numba").plan("conv", cb.explain(x.shape, w.shape).spec)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_allclose(cb.conv2d(x, w, padding=1, backend="numba"), one, rtol=1e-13)
+    info = numba_cpu.threading_info()
+    assert info["threads"] == before
+    assert info["threading_layer"] in ("omp", "tbb", "workqueue")
+
+
+def test_explain_reports_the_tile():
+    report = cb.explain((1, 8, 16, 16), (8, 1, 3, 3), groups=8, padding=1).backends["numba"]
+    assert report.supported and report.workspace_bytes > 0
+    assert report.plan["kernel"] == "depthwise"
+
+
+# --------------------------------------------------------------------------- pooling
+
+POOL_CASES = [
+    # (op, x shape, keyword arguments)
+    ("max_pool", (2, 3, 11), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool", (1, 2, 8), dict(kernel_size=3, stride=2, padding=((1, 1),), ceil_mode=True)),
+    ("max_pool", (1, 2, 8), dict(kernel_size=3, stride=2, padding=((0, 2),), ceil_mode=True)),
+    ("max_pool", (1, 2, 5), dict(kernel_size=2, stride=2, padding=((3, 0),))),
+    ("max_pool", (2, 3, 9, 10), dict(kernel_size=(3, 2), stride=(2, 3), padding=(1, 1),
+                                     dilation=(2, 1), ceil_mode=True)),
+    ("max_pool", (1, 2, 6, 7), dict(kernel_size=2, padding=((2, 0), (0, 3)))),
+    ("max_pool", (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 2), stride=(1, 2, 2), padding=1,
+                                       ceil_mode=True)),
+    ("max_pool", (1, 2, 8, 8), dict(kernel_size=3, stride=1, padding="same")),
+    ("avg_pool", (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("avg_pool", (1, 2, 5), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                 count_include_pad=False)),
+    ("avg_pool", (1, 2, 9), dict(kernel_size=2, stride=2, padding=1, dilation=3,
+                                 ceil_mode=True)),
+    ("avg_pool", (2, 3, 9, 10), dict(kernel_size=(3, 2), stride=(2, 3), padding=((1, 2), (0, 1)),
+                                     count_include_pad=False)),
+    ("avg_pool", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                    dilation=(1, 2))),
+    ("avg_pool", (1, 2, 5, 6, 7), dict(kernel_size=(3, 2, 3), stride=2, padding=1,
+                                       ceil_mode=True, count_include_pad=False)),
+    ("avg_pool", (1, 2, 6, 6, 6), dict(kernel_size=2)),
+]
+
+
+def _pool_oracle(op, x, kw):
+    kw = dict(kw)
+    if kw.get("padding") == "same":  # only used with kernel 3, stride 1
+        kw["padding"] = [(1, 1)] * (x.ndim - 2)
+    return getattr(oracle, op)(x, **kw)
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op, xs, kw", POOL_CASES, ids=[f"{c[0]}-{c[1]}" for c in POOL_CASES])
+def test_pooling_matches_oracle(op, xs, kw, dtype, backend):
+    x = _rng(op, xs, str(kw)).standard_normal(xs).astype(dtype)
+    y = getattr(cb, f"{op}{len(xs) - 2}d")(x, backend=backend, **kw)
+    assert y.dtype == dtype
+    assert_close(y, _pool_oracle(op, x, kw), RTOL[dtype])
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+def test_max_pool_window_wholly_in_padding(backend):
+    x = np.arange(5.0)[None, None]
+    y = cb.max_pool1d(x, 2, 2, padding=[(3, 0)], backend=backend)
+    np.testing.assert_array_equal(y[0, 0], [-np.inf, 0.0, 2.0, 4.0])
+    x2 = -np.ones((1, 1, 3, 3), np.float32)
+    y2 = cb.max_pool2d(x2, 2, 2, padding=((2, 0), (0, 0)), backend=backend)
+    np.testing.assert_array_equal(y2[0, 0], [[-np.inf], [-1.0]])
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+def test_max_pool_propagates_nan(backend):
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 2] = np.nan
+    y = cb.max_pool2d(x, 2, backend=backend)
+    np.testing.assert_array_equal(np.isnan(y[0, 0]), [[False, True], [False, False]])
+    assert y[0, 0, 1, 1] == 15.0
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+def test_avg_pool_ceil_mode_divisors(backend):
+    x = np.ones((1, 1, 5))
+    inc = cb.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=True, backend=backend)
+    exc = cb.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False, backend=backend)
+    np.testing.assert_allclose(inc[0, 0], [2 / 3, 1, 2 / 3])
+    np.testing.assert_allclose(exc[0, 0], [1, 1, 1])
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("xs, output_size", [
+    ((2, 3, 10), 4), ((1, 2, 5, 7), (3, 5)), ((1, 2, 6, 9), [None, 4]),
+    ((1, 2, 9, 9), 1), ((2, 3, 4, 5, 6), (2, 3, None)), ((1, 2, 3, 3), 5),
+])
+def test_adaptive_avg_pool(xs, output_size, backend):
+    nd = len(xs) - 2
+    x = _rng(xs).standard_normal(xs)
+    y = getattr(cb, f"adaptive_avg_pool{nd}d")(x, output_size, backend=backend)
+    sizes = output_size if isinstance(output_size, (list, tuple)) else (output_size,) * nd
+    sizes = tuple(L if s is None else s for L, s in zip(xs[2:], sizes))
+    assert_close(y, oracle.adaptive_avg_pool(x, sizes), 1e-12)
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("xs", [(2, 3, 7), (2, 3, 5, 6), (1, 4, 3, 4, 5)])
+def test_global_avg_pool(xs, backend):
+    x = _rng(xs).standard_normal(xs).astype(np.float32)
+    y = cb.global_avg_pool(x, backend=backend)
+    assert y.shape == xs[:2] + (1,) * (len(xs) - 2)
+    np.testing.assert_allclose(y, x.mean(axis=tuple(range(2, len(xs))), keepdims=True),
+                               rtol=1e-5, atol=1e-7)
+
+
+POOL_GOLDEN = [c for c in load_cases() if "pool" in c[1]]
+
+
+def test_golden_pooling_cases_cover_the_edges():
+    names = [name for name, *_ in POOL_GOLDEN]
+    assert any("ninf" in n for n in names) and any("ceil" in n for n in names)
+    assert any("out_none_4" in n for n in names)
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+@pytest.mark.parametrize("name, func, kwargs, arrays", POOL_GOLDEN,
+                         ids=[c[0] for c in POOL_GOLDEN])
+def test_golden_pooling(name, func, kwargs, arrays, backend):
+    x, ref = arrays["x"], arrays["y"]
+    x0 = x.copy()
+    y = getattr(cb, func)(x, backend=backend, **kwargs)
+    assert y.dtype == x.dtype
+    assert_close(y, ref.astype(np.float64), 1e-5 if x.dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(x, x0)
