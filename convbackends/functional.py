@@ -29,14 +29,30 @@ _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def is_device_array(a):
-    """True for GPU arrays (``__cuda_array_interface__``) that are not NumPy arrays."""
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """True for GPU arrays that are not NumPy arrays: anything with
+    ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) and Numba's simulated device arrays
+    (``__cuda_ndarray__``, under ``NUMBA_ENABLE_CUDASIM=1``)."""
+    return not isinstance(a, np.ndarray) and (
+        hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False)))
 
 
 def _as_array(a, device):
-    if a is None or device:
+    """NumPy arrays for host calls. For device calls, device arrays become Numba views of
+    the same memory (CuPy's and PyTorch's dtypes are not NumPy dtypes) and anything else a
+    NumPy array."""
+    if a is None:
         return a
-    return np.asarray(a)
+    if not device or not is_device_array(a):
+        return np.asarray(a)
+    if getattr(a, "__cuda_ndarray__", False):
+        return a
+    from numba import cuda  # reached only with device input, which needs numba-cuda
+    return cuda.as_cuda_array(a)
+
+
+def _add_batch_dim(x):
+    """``x[None]``; Numba device arrays cannot be indexed with None, so they are reshaped."""
+    return x.reshape((1,) + tuple(x.shape)) if is_device_array(x) else x[None]
 
 
 def padded_spec(spec, padding_mode):
@@ -111,7 +127,7 @@ def _conv(func, nd, transposed, x, weight, bias, stride, padding, dilation, grou
     out_shape = spec.output_shape if batched else spec.output_shape[1:]
     _check_out(func, out, out_shape, dtype)
     if not batched:
-        x = x[None]
+        x = _add_batch_dim(x)
     if inner is not spec:
         if device:
             raise UnsupportedError(f"{func}: padding_mode={padding_mode!r} on device arrays "
@@ -213,7 +229,8 @@ def _pool(func, op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
     spec, batched = pool_spec(func, op, x.shape, nd, kernel_size, stride, padding, dilation,
                               ceil_mode, count_include_pad, dtype)
     _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
-    return _run(func, op, spec, batched, (x if batched else x[None],), backend, out, device)
+    x = x if batched else _add_batch_dim(x)
+    return _run(func, op, spec, batched, (x,), backend, out, device)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -275,7 +292,8 @@ def _adaptive(func, nd, x, output_size, backend, out):
     dtype = check_dtypes(func, x)
     spec, batched = adaptive_pool_spec(func, x.shape, nd, output_size, dtype)
     _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
-    return _run(func, "adaptive_avg_pool", spec, batched, (x if batched else x[None],),
+    x = x if batched else _add_batch_dim(x)
+    return _run(func, "adaptive_avg_pool", spec, batched, (x,),
                 backend, out, device)
 
 
