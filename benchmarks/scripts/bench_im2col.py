@@ -3,11 +3,13 @@
 Run (timing only; see docs/performance.md for why the variables):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=1073741824 \
-        MALLOC_TRIM_THRESHOLD_=1073741824 python benchmarks/scripts/bench_im2col.py --batch 8
+        MALLOC_TRIM_THRESHOLD_=1073741824 OMP_WAIT_POLICY=PASSIVE \
+        python benchmarks/scripts/bench_im2col.py --batch 8
 
 Backends are interleaved within each repeat and the median is reported; PyTorch
 (torch.nn.functional.conv2d, 2 threads) is the yardstick. naive is timed once per layer
-(it takes seconds).
+(it takes seconds). OMP_WAIT_POLICY=PASSIVE keeps PyTorch's OpenMP threads from spinning
+against NumPy's OpenBLAS threads when the two interleave (without it both slow down).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import time
 import numpy as np
 
 import convbackends as cb
+from convbackends.spec import conv_spec
 
 # name, C_in, C_out, H=W, stride: the distinct 3x3 geometries of ResNet-18 at 224x224.
 RESNET18_3X3 = [
@@ -56,8 +59,8 @@ def main():
     for name, cin, cout, hw, stride in RESNET18_3X3:
         x = rng.standard_normal((args.batch, cin, hw, hw)).astype(np.float32)
         w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
-        out = np.empty(cb.explain(x.shape, w.shape, stride=stride, padding=1).output_shape,
-                       np.float32)
+        spec, _ = conv_spec("conv2d", x.shape, w.shape, stride=stride, padding=1)
+        out = np.empty(spec.output_shape, np.float32)
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
         fns = {n: (lambda n=n: cb.conv2d(x, w, stride=stride, padding=1, backend=n, out=out))
                for n in names}
@@ -65,10 +68,10 @@ def main():
         results = {k: [] for k in fns}
         for k, fn in fns.items():
             fn()
-        for _ in range(1 if "naive" in names else args.repeat):
+        for _ in range(args.repeat):
             for k, fn in fns.items():
                 if k == "naive" and results[k]:
-                    continue
+                    continue                        # seconds per call: timed once
                 results[k].append(_time(fn, 1 if k == "naive" else 3))
         med = {k: statistics.median(v) for k, v in results.items()}
         print(f"| {name} ({cin}->{cout}, {hw}px, s{stride}) | "
