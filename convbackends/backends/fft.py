@@ -36,7 +36,9 @@ DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
 TILE_FFT_SIZES = (16, 32, 64, 128, 256)
 # Relative cost of one complex multiply-accumulate in the channel product against one
 # ``point * log2(points)`` of a real FFT, when the product runs through BLAS and when it
-# runs as a loop over input channels (few channels per group); measured on the dev machine.
+# runs as a loop over input channels (few channels per group). Rough values: forcing each
+# tile size on six layers (3x3 to 31x31 kernels, 1 to 128 channels), the tiling they pick
+# was the fastest or within 10% of it on four, within 35% on all.
 GEMM_COST = 0.3
 LOOP_COST = 1.5
 MIN_GEMM_CHANNELS = 4

@@ -141,7 +141,7 @@ def _apply(matrices, a, first_axis):
     return a
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
 def _input_transform(x, bt_h, bt_w, m_h, m_w, pad_top, pad_left, n0, ty0, rows, cols, v):
     """``v[i*a_w + j, tile, c] = (Bᵀ d B)[i, j]`` for the tiles ``d`` (channels last) of
     samples ``n0...`` and tile rows ``ty0 : ty0 + rows``, reading ``x`` (N, H, W, C) as if
@@ -184,19 +184,24 @@ def _input_transform(x, bt_h, bt_w, m_h, m_w, pad_top, pad_left, n0, ty0, rows, 
                                 out[c] += b * t[i, s, c]
 
 
-@nb.njit(cache=True, parallel=True)
-def _output_transform(mm, at_h, at_w, bias, y):
-    """``y[n, row, col, k] = (Aᵀ M A) + bias[k]`` for the tiles of ``mm[i*a_w + j, tile, k]``
-    (rows of ``y`` tiles wide), cropped to ``y``'s size."""
-    samples, OH, OW, K = y.shape
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
+def _output_transform(mm, at_h, at_w, bias, n0, ty0, rows, y):
+    """``y[n, k, tile] = (Aᵀ M A)[k] + bias[k]`` for the tiles of ``mm[i*a_w + j, tile, k]``
+    (samples ``n0...``, tile rows ``ty0 : ty0 + rows``), cropped to ``y``'s size.
+
+    The transforms run over contiguous output channels; each finished tile is written
+    straight into ``y``'s channels-first layout.
+    """
+    _, K, OH, OW = y.shape
     m_h, a_h = at_h.shape
     m_w, a_w = at_w.shape
-    rows = -(-OH // m_h)
-    cols = mm.shape[1] // (samples * rows)
-    for task in nb.prange(samples * rows):
+    cols = -(-OW // m_w)
+    for task in nb.prange(mm.shape[1] // cols):
+        # prange's index is unsigned; mixed with signed ints it would turn float.
         task = np.int64(task)
-        n, ty = task // rows, task % rows
+        n, ty = n0 + task // rows, ty0 + task % rows
         s = np.empty((a_h, m_w, K), dtype=y.dtype)
+        r = np.empty((m_h, m_w, K), dtype=y.dtype)
         for tx in range(cols):
             tile = task * cols + tx
             s[:] = 0
@@ -208,15 +213,19 @@ def _output_transform(mm, at_h, at_w, bias, y):
                             src = mm[i * a_w + j, tile]
                             for k in range(K):
                                 s[i, p, k] += a * src[k]
-            for q in range(min(m_h, OH - ty * m_h)):
-                for p in range(min(m_w, OW - tx * m_w)):
-                    dst = y[n, ty * m_h + q, tx * m_w + p]
-                    dst[:] = bias
+            for q in range(m_h):
+                for p in range(m_w):
+                    r[q, p] = bias
                     for i in range(a_h):
                         a = at_h[q, i]
                         if a != 0:
                             for k in range(K):
-                                dst[k] += a * s[i, p, k]
+                                r[q, p, k] += a * s[i, p, k]
+            q_end, p_end = min(m_h, OH - ty * m_h), min(m_w, OW - tx * m_w)
+            for k in range(K):
+                for q in range(q_end):
+                    for p in range(p_end):
+                        y[n, k, ty * m_h + q, tx * m_w + p] = r[q, p, k]
 
 
 class _FilterCache:
@@ -352,9 +361,11 @@ class WinogradBackend(Backend):
 
     @staticmethod
     def _bytes_per_tile(spec, ms, alphas):
-        """Transformed input and output of one tile, and its output before cropping."""
-        return (math.prod(alphas) * (spec.in_channels + spec.out_channels)
-                + math.prod(ms) * spec.out_channels) * spec.itemsize
+        """Transformed input and output of one tile (3-D also holds its output before
+        cropping)."""
+        cropped = math.prod(ms) * spec.out_channels if spec.ndim == 3 else 0
+        return (math.prod(alphas) * (spec.in_channels + spec.out_channels) + cropped) \
+            * spec.itemsize
 
     def _rows_per_chunk(self, spec, ms, alphas, counts):
         per_row = self._bytes_per_tile(spec, ms, alphas) * math.prod(counts[1:])
@@ -410,7 +421,6 @@ class WinogradBackend(Backend):
                                             for m, r in zip(ms, spec.kernel))
         g, C, K = spec.groups, spec.in_channels, spec.out_channels
         a = math.prod(alphas)
-        out_h, out_w = spec.output_spatial
         x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         for ns, rs in _tile_chunks(spec.batch, counts[0],
                                    self._rows_per_chunk(spec, ms, alphas, counts)):
@@ -423,10 +433,7 @@ class WinogradBackend(Backend):
             # One GEMM (tiles, C/g) @ (C/g, K/g) per frequency and group.
             np.matmul(v.reshape(a, tiles, g, C // g).transpose(0, 2, 1, 3), u,
                       out=mm.reshape(a, tiles, g, K // g).transpose(0, 2, 1, 3))
-            top, bottom = rs.start * ms[0], min(out_h, rs.stop * ms[0])
-            y_last = np.empty((ns.stop - ns.start, bottom - top, out_w, K), spec.dtype)
-            _output_transform(mm, at_h, at_w, bias, y_last)
-            y[ns, :, top:bottom] = np.moveaxis(y_last, -1, 1)
+            _output_transform(mm, at_h, at_w, bias, ns.start, rs.start, rs.stop - rs.start, y)
 
     def _conv_nd(self, x, weight, bias, spec, y):
         """Any dimensionality through NumPy products (serves 3-D)."""
