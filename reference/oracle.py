@@ -133,11 +133,8 @@ def output_size(L, k, stride, pad_before, pad_after, dilation):
 def _pool_output_size(L, k, stride, pad_before, pad_after, dilation, ceil_mode):
     """PyTorch's pooling output length, including the ``ceil_mode`` rule."""
     numerator = L + pad_before + pad_after - dilation * (k - 1) - 1
-    if numerator < 0:
-        raise ValueError(
-            f"kernel {k} with dilation {dilation} does not fit in input of length {L} "
-            f"padded by ({pad_before}, {pad_after})"
-        )
+    # A window longer than the padded input still gives one output with ceil_mode (as in
+    # PyTorch); the caller rejects an empty result.
     if not ceil_mode:
         return numerator // stride + 1
     out = -(-numerator // stride) + 1

@@ -1,9 +1,10 @@
 """The ``numba`` backend against the float64 oracle, and the functional pooling API end to end
 (``naive`` and ``numba``) against the oracle and PyTorch's golden pooling cases.
 
-Shapes are small and odd so that every code path runs: the plane kernel (stride 1 along
-height and width) and the row kernel (any stride), pairs of output channels and a lone last
-one, kernel widths that are and are not multiples of three, chunks that split rows.
+Shapes are small and odd so that every code path runs: unit-stride and strided phase
+planes, one image and several, the depthwise kernel (3x3 and others, channel multipliers),
+pairs of output channels and a lone last one, kernel widths that are and are not multiples
+of three, chunks that split rows.
 """
 
 import zlib
@@ -21,6 +22,13 @@ from reference.golden import load_cases
 
 POOL_BACKENDS = ("naive", "numba")
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@pytest.fixture(autouse=True)
+def all_threads(monkeypatch):
+    """Run even these small calls on every thread, so that races between tasks would
+    show."""
+    monkeypatch.setattr(numba_cpu, "GRAIN_MACS", 1)
 
 
 def _rng(*key):
@@ -59,6 +67,8 @@ CONV_CASES = [
     ((1, 4, 70), (4, 1, 4), dict(padding=((3, 0),), groups=4)),
     ((1, 3, 9, 30), (6, 3, 3, 7), dict(stride=(1, 2), padding=(0, 4), dilation=(1, 3))),
     ((1, 3, 8, 8), (4, 3, 5, 2), dict(stride=(2, 1), padding=(2, 1))),
+    ((1, 3, 14, 13), (5, 3, 3, 2), dict(stride=(2, 1))),
+    ((1, 2, 12), (3, 2, 3), dict(stride=2)),
     ((2, 4, 7, 7), (3, 4, 1, 1), dict()),
     ((1, 2, 6, 7, 8), (3, 2, 3, 3, 3), dict(padding=1)),
     ((1, 4, 5, 6, 7), (4, 1, 3, 3, 3), dict(stride=2, padding=1, groups=4)),
@@ -121,7 +131,8 @@ def test_conv_random_geometry(data):
                     for _ in range(nd))
     spatial = tuple(data.draw(st.integers(d * (k - 1) + 1, d * (k - 1) + 9))
                     for k, d in zip(kernel, dilation))
-    x = _rng(spatial, kernel).standard_normal((2, cg * groups) + spatial)
+    batch = data.draw(st.integers(1, 2))
+    x = _rng(spatial, kernel).standard_normal((batch, cg * groups) + spatial)
     w = _rng(kernel, spatial).standard_normal((kg * groups, cg) + kernel)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     assert_close(cb.conv(x, w, backend="numba", **kw), oracle.conv(x, w, **kw), 1e-12)
@@ -169,21 +180,28 @@ def test_inputs_untouched_noncontiguous_and_out():
     assert_close(pooled, oracle.max_pool(x, 2), 1e-7)
 
 
-def test_thread_count_is_respected_and_reported():
+def test_thread_count_is_respected_and_reported(monkeypatch):
     rng = _rng("threads")
     x = rng.standard_normal((2, 4, 10, 10))
     w = rng.standard_normal((6, 4, 3, 3))
+    spec = cb.explain(x.shape, w.shape).spec
+    backend = cb.get_backend("numba")
     before = numba.get_num_threads()
+    assert backend.plan("conv", spec)["threads"] == before
+    monkeypatch.setattr(numba_cpu, "GRAIN_MACS", spec.macs + 1)
+    assert backend.plan("conv", spec)["threads"] == 1  # small work: one thread
+    cb.conv2d(x, w, backend="numba")
+    assert numba.get_num_threads() == before  # the budget is restored
+    monkeypatch.setattr(numba_cpu, "GRAIN_MACS", 1)
     try:
         numba.set_num_threads(1)
         one = cb.conv2d(x, w, padding=1, backend="numba")
-        info = numba_cpu.threading_info()
-        assert info["threads"] == 1
-        assert "threads" in cb.get_backend("numba").plan("conv", cb.explain(x.shape, w.shape).spec)
+        assert backend.plan("conv", spec)["threads"] == 1
+        assert numba_cpu.threading_info()["threads"] == 1
     finally:
         numba.set_num_threads(before)
     np.testing.assert_allclose(cb.conv2d(x, w, padding=1, backend="numba"), one, rtol=1e-13)
-    info = numba_cpu.threading_info()
+    info = numba_cpu.threading_info(start=True)
     assert info["threads"] == before
     assert info["threading_layer"] in ("omp", "tbb", "workqueue")
 
@@ -266,6 +284,17 @@ def test_avg_pool_ceil_mode_divisors(backend):
     exc = cb.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False, backend=backend)
     np.testing.assert_allclose(inc[0, 0], [2 / 3, 1, 2 / 3])
     np.testing.assert_allclose(exc[0, 0], [1, 1, 1])
+
+
+@pytest.mark.parametrize("backend", POOL_BACKENDS)
+def test_ceil_mode_window_longer_than_input(backend):
+    """PyTorch 2.13 gives one window here (max 1, mean 1/2): the window starts inside the
+    input, and ceil mode keeps it although it reaches past the end."""
+    x = np.array([[[0.0, 1.0]]])
+    np.testing.assert_array_equal(cb.max_pool1d(x, 3, 2, ceil_mode=True, backend=backend),
+                                  [[[1.0]]])
+    np.testing.assert_array_equal(cb.avg_pool1d(x, 3, 2, ceil_mode=True, backend=backend),
+                                  [[[0.5]]])
 
 
 @pytest.mark.parametrize("backend", POOL_BACKENDS)

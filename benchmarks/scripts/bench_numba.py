@@ -11,8 +11,11 @@ Parts: ``threads`` (one ResNet 3x3 layer on 1 and 2 Numba threads), ``resnet18``
 ``signals`` (1-D, 1x64x16000, kernel 9) and ``volumes`` (3-D, 1x16x32x64x64, kernel 3),
 ``compile`` (first call per kernel in a fresh process with an empty Numba cache, then in
 another fresh process with that cache warm). Every repeat runs each contender once in
-turn, so a change in machine load hits them alike; tables give the median time of float32
-calls and the ratio to the numba backend's median (above 1: slower than numba).
+turn (after a 0.2 s pause that lets the previous one's spinning worker threads go to
+sleep, and one untimed call), so a change in machine load hits them alike; tables give
+the median time of float32 calls and the ratio to the numba backend's median (above 1:
+slower than numba), then the same from the best (fastest) calls, which suffer least from
+other processes.
 """
 
 import argparse
@@ -86,7 +89,16 @@ def contenders(xs, ws, kw):
             "torch": lambda: torch_conv(xt, wt, bt, **kw)}
 
 
-def timed(f):
+def timed(f, settle=0.0):
+    """Seconds of one call of ``f``.
+
+    With ``settle``, first a pause of that many seconds (OpenBLAS and OpenMP worker threads
+    spin for a while after a call, and would slow the next contender down) and one
+    untimed call (waking an idle core of this virtual machine took milliseconds).
+    """
+    if settle:
+        time.sleep(settle)
+        f()
     t = time.perf_counter()
     f()
     return time.perf_counter() - t
@@ -96,7 +108,8 @@ def compare(layers, repeat):
     import torch
     import convbackends as cb
     torch.set_num_threads(2)
-    print(f"{'layer':26} {'GFLOP':>6} {'numba ms':>9} {'GFLOP/s':>8} {'im2col':>7} {'torch':>7}")
+    print(f"{'layer':26} {'GFLOP':>6} {'numba ms':>9} {'GFLOP/s':>8} {'im2col':>7} {'torch':>7}"
+          f"   best of {repeat}: {'numba ms':>8} {'im2col':>7} {'torch':>7}")
     for name, xs, ws, kw in layers:
         calls = contenders(xs, ws, kw)
         for f in calls.values():
@@ -104,12 +117,14 @@ def compare(layers, repeat):
         times = {k: [] for k in calls}
         for _ in range(repeat):
             for k, f in calls.items():
-                times[k].append(timed(f))
+                times[k].append(timed(f, settle=0.2))
         med = {k: statistics.median(v) for k, v in times.items()}
+        best = {k: min(v) for k, v in times.items()}
         flops = 2 * cb.explain(xs, ws, **kw).macs
         print(f"{name:26} {flops / 1e9:6.2f} {med['numba'] * 1e3:9.2f} "
               f"{flops / med['numba'] / 1e9:8.1f} {med['im2col'] / med['numba']:7.2f} "
-              f"{med['torch'] / med['numba']:7.2f}")
+              f"{med['torch'] / med['numba']:7.2f}   {'':10}{best['numba'] * 1e3:8.2f} "
+              f"{best['im2col'] / best['numba']:7.2f} {best['torch'] / best['numba']:7.2f}")
 
 
 def thread_scaling(repeat):
@@ -136,8 +151,9 @@ def first_calls():
     rng = np.random.default_rng(0)
     x2 = rng.standard_normal((1, 4, 9, 9), dtype=np.float32)
     w2 = rng.standard_normal((4, 4, 3, 3), dtype=np.float32)
-    calls = [("conv, stride 1 (conv_planes + pad)", lambda: cb.conv2d(x2, w2, padding=1)),
-             ("conv, strided (conv_rows)", lambda: cb.conv2d(x2, w2, stride=2)),
+    dw = rng.standard_normal((4, 1, 3, 3), dtype=np.float32)
+    calls = [("conv (split_phases + conv)", lambda: cb.conv2d(x2, w2, padding=1)),
+             ("depthwise conv (conv_depthwise)", lambda: cb.conv2d(x2, dw, groups=4)),
              ("conv_transpose", lambda: cb.conv_transpose2d(x2, w2, stride=2)),
              ("max_pool", lambda: cb.max_pool2d(x2, 2)),
              ("avg_pool", lambda: cb.avg_pool2d(x2, 2)),

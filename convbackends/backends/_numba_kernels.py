@@ -8,7 +8,7 @@ pooling skips the taps that fall in padding (:func:`_tap_range`) and copies noth
 Two habits keep the inner loops fast. Rows are addressed as offsets into the raveled
 arrays, not as views: a view inside a ``prange`` body increments and decrements the parent
 array's reference count atomically, and both threads fighting over that count made the
-first version 100x slower. Inner-loop indices are unsigned: Numba wraps negative signed
+first version 5x slower on a 1-D signal. Inner-loop indices are unsigned: Numba wraps negative signed
 indices around, and that select stops LLVM from vectorising.
 
 Nothing compiles at import; ``cache=True`` keeps the machine code on disk between processes.
@@ -44,9 +44,9 @@ def _row_base(shape, i0, i1, i2, i3):
 # --------------------------------------------------------------------------- convolution
 # The input arrives as phase planes (:func:`split_phases`): zero-padded, and with stride
 # s along height or width split into s phases, phase ``p`` holding the padded rows (or
-# columns) ``p, p + s, ...``. A strided convolution is then a sum of unit-stride ones, so
-# every inner loop below reads contiguous input and vectorises, and carries no bounds
-# logic. ``h_off[r]`` and ``w_off[t]`` (both >= 0, 0 for the first tap) locate kernel row
+# columns) ``p, p + s, ...``; the rows of the batch's images are interleaved. A strided
+# convolution is then a sum of unit-stride ones, so every inner loop below reads
+# contiguous input and vectorises, and carries no bounds logic. ``h_off[r]`` and ``w_off[t]`` (both >= 0, 0 for the first tap) locate kernel row
 # ``r`` and column ``t`` relative to the first tap. ``af[a0 + j]`` (and ``af[a1 + j]`` for
 # a pair of output channels) accumulates, for ``j < m``, taps ``x[x0 + j + offset]``.
 

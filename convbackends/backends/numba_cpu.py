@@ -1,28 +1,33 @@
 """``numba``: direct convolution and pooling compiled by Numba, parallel over every core.
 
 Limits: none (every op, geometry and dtype). Threads: ``numba.set_num_threads`` or the
-environment variable ``NUMBA_NUM_THREADS`` (see :func:`threading_info`).
+environment variable ``NUMBA_NUM_THREADS`` (see :func:`threading_info`); calls with less
+than ``GRAIN_MACS`` multiply-accumulates per thread use fewer threads.
 
-Convolution accumulates a run of outputs at a time along the output row, two output
-channels and three kernel columns per pass (six multiply-adds per three input loads), in
-a small buffer that stays in L1. Three variants:
+Convolution is direct, with the innermost loop along the output row so that it vectorises:
 
-- ``planes`` (stride 1 along height and width): the input is zero-padded once, and each
-  output plane is computed on the padded row pitch, so one pass covers many rows (the few
-  columns past the output width are computed and dropped). Short rows cost nothing extra.
-- ``rows`` (any stride): the same on one output row at a time.
-- ``depthwise`` (``groups == in_channels``): one task per input plane pads that plane into
-  a buffer of its own (no padded copy of the whole input) and sums all nine taps of a 3x3
-  kernel in one pass.
+- The input is copied once into *phase planes*: zero-padded, split by the stride into
+  ``stride_h * stride_w`` unit-stride planes (a strided convolution is a sum of unstrided
+  ones over them), with the rows of the batch's images interleaved. Every kernel tap is
+  then one fixed offset, and one pass over the flattened ``(row, image, column)`` plane
+  covers all rows of all images: small images make long passes, and the inner loops carry
+  no bounds logic (the few columns past the output width are computed and dropped).
+- A task owns a block of up to ``CHANNEL_BLOCK`` output channels and a chunk of the plane;
+  their accumulators stay in L1 while each input row is read once for all of them, two
+  output channels and three kernel columns per pass (six multiply-adds per three loads).
+- Depthwise convolution (``groups == in_channels``) has a kernel of its own: one task per
+  input plane splits that plane into a buffer of its own (no copy of the whole input) and
+  adds all nine taps of a 3x3 kernel in one pass.
 
-Tasks are (image, block of output channels whose weights stay in L2, plane or row, chunk).
 It wins where a GEMM wastes work or memory (depthwise and grouped convolution, few
 channels, 1-D signals, 3-D volumes); for wide 3x3 layers BLAS-based ``im2col`` is usually
 faster. Transposed convolution gathers each output row from the input rows its taps reach.
-Pooling is memory-bound and runs one output row per task. The first call per dtype and
-kernel compiles (seconds); ``cache=True`` keeps the machine code on disk for later
-processes.
+Pooling is memory-bound, runs one output row per task and copies nothing. The first call
+per dtype and kernel compiles (seconds); ``cache=True`` keeps the machine code on disk for
+later processes.
 """
+
+import contextlib
 
 import numba
 import numpy as np
@@ -35,10 +40,21 @@ from .base import Backend
 CHANNEL_BLOCK = 8
 # The block's accumulators (channels x outputs) stay under this many bytes, in L1.
 ACCUMULATOR_BYTES = 24 * 1024
+# Below this many multiply-accumulates per thread a call runs on fewer threads, as
+# PyTorch's grain size does: on a busy machine, waiting for a second core to be scheduled
+# can take milliseconds, longer than such a call.
+GRAIN_MACS = 4_000_000
 
 
-def threading_info():
+def threading_info(*, start=False):
     """The threads the ``numba`` backend runs on.
+
+    Parameters
+    ----------
+    start : bool
+        Before the first parallel call Numba has not chosen its threading layer yet; with
+        ``start=True`` one tiny pooling call (compiled on first use, then cached on disk)
+        starts it, so the layer reported is the one in use. Default: False.
 
     Returns
     -------
@@ -47,11 +63,33 @@ def threading_info():
         ``NUMBA_NUM_THREADS``); ``threading_layer``: the layer in use, or, before the first
         parallel call, the one requested (``NUMBA_THREADING_LAYER``).
     """
+    if start:
+        kernels.adaptive_avg_pool(np.zeros((1, 1, 1, 1, 1)), np.empty((1, 1, 1, 1, 1)))
     try:
         layer = numba.threading_layer()
     except ValueError:
         layer = f"not started yet (requested: {numba.config.THREADING_LAYER})"
     return {"threads": numba.get_num_threads(), "threading_layer": layer}
+
+
+def _threads(spec):
+    return max(1, min(numba.get_num_threads(), spec.macs // GRAIN_MACS))
+
+
+@contextlib.contextmanager
+def _thread_budget(spec):
+    """Run the block on at most ``numba.get_num_threads()`` threads, fewer for small work
+    (one per ``GRAIN_MACS``); the setting is restored on exit."""
+    threads = numba.get_num_threads()
+    wanted = _threads(spec)
+    if wanted == threads:
+        yield
+        return
+    numba.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _channel_block(spec):
@@ -85,10 +123,15 @@ def _phase_geometry(spec, images):
     return (Dp, sh * sw * Hq, Wq), h_off, w_off
 
 
+def _is_view(spec):
+    """Whether the phase planes are the input itself: one image, no padding, stride 1."""
+    return spec.batch == 1 and not spec.has_padding and all(s == 1 for s in spec.stride[-2:])
+
+
 def _phase_planes(x3, spec, q_shape):
     """``x3`` zero-padded, split into phase planes, images interleaved: ``(C, padded
-    depth, phase rows, N, phase pitch)``; a transposed view of ``x3`` when that is all."""
-    if q_shape == tuple(x3.shape[2:]) and x3.shape[0] == 1:
+    depth, phase rows, N, phase pitch)``; a view of ``x3`` when that is all it takes."""
+    if _is_view(spec):
         return x3.reshape((x3.shape[1],) + q_shape[:2] + (1, q_shape[2]))
     xq = np.zeros((x3.shape[1],) + q_shape[:2] + (x3.shape[0], q_shape[2]), x3.dtype)
     _, sh, sw = params_3d(spec.stride, 1)
@@ -133,12 +176,12 @@ class NumbaBackend(Backend):
         copied = 0
         if _depthwise(spec):
             per_task += plane
-        elif q_shape != tuple(params_3d(spec.input_spatial, 1)) or spec.batch > 1:
+        elif not _is_view(spec):
             copied = spec.batch * spec.in_channels * plane
-        return copied + numba.get_num_threads() * per_task
+        return copied + _threads(spec) * per_task
 
     def plan(self, op, spec):
-        facts = {"threads": numba.get_num_threads()}
+        facts = {"threads": _threads(spec)}
         if op == "conv":
             stride = max(spec.stride[-2:]) if spec.ndim > 1 else spec.stride[0]
             facts.update(kernel="depthwise" if _depthwise(spec) else "direct",
@@ -152,31 +195,34 @@ class NumbaBackend(Backend):
         y, y3 = _output(spec, spec.out_channels, out)
         x3, w3, b = as_3d(x, spec.ndim), as_3d(weight, spec.ndim), _bias(bias, spec)
         stride, dilation = params_3d(spec.stride, 1), params_3d(spec.dilation, 1)
-        if _depthwise(spec):
-            q_shape, h_off, w_off = _phase_geometry(spec, 1)
-            kernels.conv_depthwise(x3, w3, b, pads_3d(spec.padding)[0],
-                                   np.array(q_shape, np.int64), h_off, w_off, stride,
-                                   dilation[0], _column_chunk(spec), y3)
-        else:
-            q_shape, h_off, w_off = _phase_geometry(spec, spec.batch)
-            kernels.conv(_phase_planes(x3, spec, q_shape), w3, b, h_off, w_off, stride[0],
-                         dilation[0], spec.groups, _channel_block(spec), _column_chunk(spec),
-                         y3)
+        with _thread_budget(spec):
+            if _depthwise(spec):
+                q_shape, h_off, w_off = _phase_geometry(spec, 1)
+                kernels.conv_depthwise(x3, w3, b, pads_3d(spec.padding)[0],
+                                       np.array(q_shape, np.int64), h_off, w_off, stride,
+                                       dilation[0], _column_chunk(spec), y3)
+            else:
+                q_shape, h_off, w_off = _phase_geometry(spec, spec.batch)
+                kernels.conv(_phase_planes(x3, spec, q_shape), w3, b, h_off, w_off, stride[0],
+                             dilation[0], spec.groups, _channel_block(spec), _column_chunk(spec),
+                             y3)
         return y
 
     def conv_transpose(self, x, weight, bias, spec, out=None):
         y, y3 = _output(spec, spec.out_channels, out)
-        kernels.conv_transpose(as_3d(x, spec.ndim), as_3d(weight, spec.ndim),
-                               _bias(bias, spec), params_3d(spec.stride, 1),
-                               pads_3d(spec.padding)[0], params_3d(spec.dilation, 1),
-                               spec.groups, y3)
+        with _thread_budget(spec):
+            kernels.conv_transpose(as_3d(x, spec.ndim), as_3d(weight, spec.ndim),
+                                   _bias(bias, spec), params_3d(spec.stride, 1),
+                                   pads_3d(spec.padding)[0], params_3d(spec.dilation, 1),
+                                   spec.groups, y3)
         return y
 
     def max_pool(self, x, spec, out=None):
         y, y3 = _output(spec, spec.channels, out)
-        kernels.max_pool(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
-                         params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
-                         params_3d(spec.dilation, 1), y3)
+        with _thread_budget(spec):
+            kernels.max_pool(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
+                             params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
+                             params_3d(spec.dilation, 1), y3)
         return y
 
     def avg_pool(self, x, spec, out=None):
@@ -187,10 +233,12 @@ class NumbaBackend(Backend):
         counts = [_tap_counts(*dim, spec.count_include_pad) for dim in zip(
             params_3d(spec.input_spatial, 1), kernel, stride, before, after, dilation,
             y3.shape[2:])]
-        kernels.avg_pool(as_3d(x, spec.ndim), kernel, stride, before, dilation, *counts, y3)
+        with _thread_budget(spec):
+            kernels.avg_pool(as_3d(x, spec.ndim), kernel, stride, before, dilation, *counts, y3)
         return y
 
     def adaptive_avg_pool(self, x, spec, out=None):
         y, y3 = _output(spec, spec.channels, out)
-        kernels.adaptive_avg_pool(as_3d(x, spec.ndim), y3)
+        with _thread_budget(spec):
+            kernels.adaptive_avg_pool(as_3d(x, spec.ndim), y3)
         return y
