@@ -202,9 +202,17 @@ def resolve(op, spec, backend=None, device=False):
     """Pick the backend object for one call and say why: ``(backend, reason)``.
 
     A backend named explicitly is checked (available, supports) and never replaced by
-    another one; ``"auto"`` picks among those that can run the call.
+    another one; ``"auto"`` picks among those that can run the call. A default backend
+    (``set_backend``, ``set_global_backend``, the environment variable) that does not
+    implement ``op`` at all leaves that op to ``"auto"``.
     """
     chosen = current_backend() if backend is None else _backend_from_arg(backend)
+    if backend is None and not isinstance(chosen, policy.AutoPolicy) \
+            and not callable(getattr(chosen, op, None)):
+        # A default set for convolutions (set_backend("im2col")) does not stop a model's
+        # pooling: an op the default lacks altogether goes to "auto". Declined geometries
+        # and explicitly named backends still raise.
+        chosen = get_backend("auto")
     if isinstance(chosen, policy.AutoPolicy):
         return chosen.choose(op, spec, device=device)
     name = chosen.name
@@ -219,7 +227,8 @@ def resolve(op, spec, backend=None, device=False):
         others = _supporters(op, spec, device)
         raise UnsupportedError(f"backend {name!r} cannot run this {op}: {why}. Backends that "
                                f"can: {', '.join(others) or 'none'}")
-    return chosen, f"backend {name!r} named explicitly"
+    how = "named explicitly" if backend is not None else "set as the default"
+    return chosen, f"backend {name!r} {how}"
 
 
 @dataclass

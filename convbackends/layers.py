@@ -836,6 +836,10 @@ class Sequential(Module):
             self.backend = backend
 
     def __getitem__(self, index):
+        """The layer at ``index``; a slice gives a ``Sequential`` of the same layers (shared,
+        not copied) under their names, as in PyTorch."""
+        if isinstance(index, slice):
+            return Sequential(dict(self.named_children()[index]))
         return self.children()[index]
 
     def __len__(self):

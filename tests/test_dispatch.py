@@ -238,3 +238,15 @@ def test_explain_unbatched_and_padding_mode():
     e = cb.explain((3, 10, 10), (4, 3, 3, 3), padding=1, padding_mode="reflect")
     assert e.output_shape == (4, 10, 10)
     assert e.spec.padding == ((0, 0), (0, 0)) and e.spec.input_spatial == (12, 12)
+
+
+def test_default_backend_without_the_op_leaves_it_to_auto(clean_defaults):
+    """set_backend("im2col") runs a model's convolutions on im2col and its pooling on auto;
+    naming im2col for a pooling call still raises."""
+    x = np.random.default_rng(2).standard_normal((1, 2, 6, 6))
+    with cb.set_backend("im2col"):
+        np.testing.assert_array_equal(cb.max_pool2d(x, 2), cb.max_pool2d(x, 2, backend="naive"))
+        _, reason = dispatch.resolve("conv", cb.explain(x.shape, (3, 2, 3, 3)).spec)
+        assert reason == "backend 'im2col' set as the default"
+    with pytest.raises(cb.UnsupportedError):
+        cb.max_pool2d(x, 2, backend="im2col")

@@ -20,11 +20,6 @@ def torch():
     return pytest.importorskip("torch", reason="PyTorch twins need torch (CI installs it)")
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng()
-
-
 def rel_err(y, ref):
     y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
     return np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-300)
@@ -283,6 +278,9 @@ def test_sequential_backend_train_eval_and_names(rng):
     net = small_net(backend="im2col")
     assert all(m.backend == "im2col" for m in net.modules())
     assert net[0].backend == "im2col" and len(net) == 7
+    head = net[1:3]
+    assert isinstance(head, L.Sequential) and head[0] is net[1]
+    assert list(head.state_dict())[0] == "1.weight"
     x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
     net.eval()
     assert not any(m.training for m in net.modules())

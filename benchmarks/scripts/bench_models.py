@@ -10,13 +10,13 @@ Our model gets the weights of its PyTorch twin (the hand-written twins of
 ``tests/test_models.py``), so each row also reports the relative error against PyTorch's
 output. Every repeat runs all backends and PyTorch in turn, so a change in machine load
 hits them alike; a short sleep before each timed call lets the previous library's
-worker threads stop spinning (without it PyTorch, timed right after a NumPy GEMM or a
-Numba kernel, measured 2-20x slower here). The table gives the best and the median time
-of each, and the ratio of best to PyTorch's best: on a shared machine PyTorch's OpenMP
+worker threads stop spinning (without it PyTorch, timed right after a NumPy GEMM, measured
+2-3x slower here, more under load). The table gives the best and the median time of
+each, and the ratio of best to PyTorch's best: on a shared machine PyTorch's OpenMP
 threads suffer most from other processes (they spin at every barrier), so the best run is
-the fairest comparison; the median shows the spread. A
-backend that declines a layer is listed as such; one whose first (warm-up) forward takes
-longer than ``--slow`` seconds is timed by that one call only.
+the fairest comparison; the median shows the spread. A backend that declines a layer is
+listed as such; one whose first (warm-up) forward takes longer than ``--slow`` seconds is
+timed by that one call only.
 """
 
 import argparse
