@@ -17,7 +17,8 @@ from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_
                          conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d,
                          global_avg_pool, max_pool1d, max_pool2d, max_pool3d)
 from .spec import ConvSpec, PoolSpec
-from . import layers, models
+from .autotune import set_autotune
+from . import layers, models, workloads
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,6 @@ __all__ = [
     "ConvError", "ShapeError", "DTypeError", "UnsupportedError", "BackendUnavailableError",
     "UnknownBackendError",
     "backends", "available_backends", "get_backend", "register_backend", "set_backend",
-    "set_global_backend", "explain", "ConvSpec", "PoolSpec", "layers", "models",
+    "set_global_backend", "set_autotune", "explain", "ConvSpec", "PoolSpec", "layers", "models",
+    "workloads",
 ]

@@ -118,6 +118,12 @@ def time_call(fn, repeat=3, budget=1.0):
     return first, samples
 
 
+def _reason(origin, entry):
+    times = ", ".join(f"{n} {_ms(t)}" for n, t in sorted(entry["seconds"].items(),
+                                                        key=lambda kv: kv[1]))
+    return f"{origin}: {entry['backend']} fastest ({times})"
+
+
 def _ms(seconds):
     return f"{seconds * 1e3:.3g} ms"
 
@@ -182,16 +188,26 @@ class Autotuner:
         """
         key = spec_key(op, spec, candidates)
         with self._lock:
-            entry = self._load().get(key)
+            entry = self._known(key, candidates)
             origin = f"autotune cache entry in {self.path}"
-            if entry is None or entry.get("backend") not in candidates:
+            if entry is None:
                 entry = self._tune(op, spec, candidates)
                 self._entries[key] = entry
                 self._save()
                 origin = f"autotune: timed now, saved to {self.path}"
-        times = ", ".join(f"{n} {_ms(t)}" for n, t in sorted(entry["seconds"].items(),
-                                                            key=lambda kv: kv[1]))
-        return entry["backend"], f"{origin}: {entry['backend']} fastest ({times})"
+        return entry["backend"], _reason(origin, entry)
+
+    def lookup(self, op, spec, candidates):
+        """``(name, reason)`` for a key already timed, else ``None``; never times anything."""
+        with self._lock:
+            entry = self._known(spec_key(op, spec, candidates), candidates)
+        if entry is None:
+            return None
+        return entry["backend"], _reason(f"autotune cache entry in {self.path}", entry)
+
+    def _known(self, key, candidates):
+        entry = self._load().get(key)
+        return entry if entry is not None and entry.get("backend") in candidates else None
 
     def _tune(self, op, spec, candidates):
         timed = {n: b for n, b in candidates.items()

@@ -8,7 +8,8 @@ uses and the environment variables that change timings.
 (:mod:`convbackends.workloads`), checks every result against a float64 reference, and
 prints time, GFLOP/s, speed relative to the fastest, relative error and ``auto``'s pick.
 Timing: one warm-up call per backend (Numba compiles there), then rounds in which every
-backend runs once, in rotating order, into a reused ``out=`` buffer; the median counts.
+backend runs once, in rotating order, into a reused ``out=`` buffer, each timed call after
+0.15 s of untimed ones (so other thread pools have gone idle); the median counts.
 Heavy imports (Numba, threadpoolctl, PyTorch, matplotlib) happen only where needed.
 """
 
@@ -39,7 +40,8 @@ ENV_VARS = ("CONVBACKENDS_BACKEND", "CONVBACKENDS_AUTOTUNE", "CONVBACKENDS_CACHE
             "MALLOC_TRIM_THRESHOLD_", "CUDA_VISIBLE_DEVICES")
 NAIVE_MAX_MACS = 50_000_000     # naive is left out above this unless named in --backends
 BUDGET_SECONDS = 3.0            # timed seconds per backend and layer before repeats stop
-SETTLE_BELOW_SECONDS = 0.5      # calls faster than this get an untimed call before each
+SETTLE_BELOW_SECONDS = 0.5      # calls faster than this are settled before each timing
+SETTLE_SECONDS = 0.15           # untimed calls before a timed one, to let other pools idle
 TORCH = "torch"
 
 
@@ -52,26 +54,13 @@ class UsageError(Exception):
 def _numba_lines():
     try:
         import numba
+        from .backends.numba_cpu import threading_info
     except ImportError as e:
         return [f"numba: not importable ({e})"]
-    layer = _numba_threading_layer(numba)
-    return [f"numba {numba.__version__}: {numba.get_num_threads()} threads "
+    info = threading_info(start=True)
+    return [f"numba {numba.__version__}: {info['threads']} threads "
             f"(of NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), threading layer "
-            f"{layer}"]
-
-
-def _numba_threading_layer(numba):
-    # The layer is picked on the first parallel call; run a tiny one so the answer is real.
-    @numba.njit(parallel=True)
-    def _touch(a):
-        for i in numba.prange(a.shape[0]):
-            a[i] += 1.0
-
-    try:
-        _touch(np.zeros(4))
-        return numba.threading_layer()
-    except Exception as e:     # no usable layer is itself the finding to report
-        return f"unavailable ({e})"
+            f"{info['threading_layer']}"]
 
 
 def _blas_lines():
@@ -253,12 +242,24 @@ def _warm_up(results, runners, ref):
         results[name].error = _relative_error(y, ref)
 
 
+def _settle(fn):
+    """Untimed calls for ``SETTLE_SECONDS`` (at least one).
+
+    The thread pool that ran just before (OpenBLAS's pthreads, Numba's or PyTorch's OpenMP
+    team) keeps spinning for about 0.1 s after its last job; on two cores that halves the
+    next pool's speed meanwhile (measured: a 20 ms Numba call after im2col took 36-40 ms
+    twice before settling, on an otherwise idle machine).
+    """
+    t0 = time.perf_counter()
+    fn()
+    while time.perf_counter() - t0 < SETTLE_SECONDS:
+        fn()
+
+
 def _time_rounds(results, runners, repeat):
     """Rounds in which every backend runs once, each round starting one further along.
 
-    Before each timed call of a fast backend comes an untimed one: the thread pool that ran
-    just before (OpenBLAS's, PyTorch's or Numba's OpenMP workers) keeps spinning for up to
-    ~0.1 s and, on few cores, slows the next pool's first call by 8-15 ms (measured here).
+    Calls shorter than ``SETTLE_BELOW_SECONDS`` are preceded by :func:`_settle`.
     """
     names = [n for n in runners if not results[n].note]
     if not names:
@@ -270,7 +271,7 @@ def _time_rounds(results, runners, repeat):
             if res.samples and spent[name] >= BUDGET_SECONDS:
                 continue
             if (res.samples[-1] if res.samples else res.first_call) < SETTLE_BELOW_SECONDS:
-                runners[name]()
+                _settle(runners[name])
             t0 = time.perf_counter()
             runners[name]()
             res.samples.append(time.perf_counter() - t0)

@@ -63,8 +63,9 @@ def _load_builtin(name):
     module_name, class_name = _BUILTIN[name].split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        return _MissingBackend(name, f"module {module_name} cannot be imported ({e})")
+    except Exception as e:    # one broken backend must not take the others down with it
+        return _MissingBackend(name, f"module {module_name} cannot be imported "
+                                     f"({type(e).__name__}: {e})")
     return getattr(module, class_name)()
 
 
@@ -198,7 +199,7 @@ def _supporters(op, spec, device):
     return names
 
 
-def resolve(op, spec, backend=None, device=False):
+def resolve(op, spec, backend=None, device=False, dry_run=False):
     """Pick the backend object for one call and say why: ``(backend, reason)``.
 
     A backend named explicitly is checked (available, supports) and never replaced by
@@ -214,7 +215,7 @@ def resolve(op, spec, backend=None, device=False):
         # and explicitly named backends still raise.
         chosen = get_backend("auto")
     if isinstance(chosen, policy.AutoPolicy):
-        return chosen.choose(op, spec, device=device)
+        return chosen.choose(op, spec, device=device, dry_run=dry_run)
     name = chosen.name
     why = chosen.available()
     if why is not None:
@@ -328,7 +329,7 @@ def explain(x_shape, w_shape, *, op="conv", dtype="float32", stride=1, padding=0
             plan = getattr(b, "plan", lambda o, s: {})(op, spec)
         reports[name] = BackendReport(name, available, supported, why_not, ws, plan or {})
     try:
-        chosen, reason = resolve(op, spec, backend)
+        chosen, reason = resolve(op, spec, backend, dry_run=True)
         choice = chosen.name
     except (UnsupportedError, BackendUnavailableError) as e:
         choice, reason = None, str(e)

@@ -85,30 +85,57 @@ def test_rule_passes_over_an_unavailable_backend(registry):
     assert backend.name == "im2col" and reason.startswith("default order")
 
 
-def test_large_kernel_goes_to_fft_only_in_float32_and_only_if_present(registry):
+def test_large_kernel_goes_to_fft_if_present(registry):
     auto = registry(FakeBackend("im2col"), FakeBackend("fft"))
-    assert auto.choose("conv", LARGE)[0].name == "fft"
-    assert auto.choose("conv", LARGE.replace(dtype="float64"))[0].name == "im2col"
+    backend, reason = auto.choose("conv", LARGE)
+    assert backend.name == "fft" and reason.startswith("rule large-kernel")
+    assert auto.choose("conv", LARGE.replace(dtype="float64"))[0].name == "fft"
+    assert auto.choose("conv", LARGE.replace(stride=(2, 2)))[0].name == "im2col"
     auto = registry(FakeBackend("im2col"))           # fft not even registered
     assert auto.choose("conv", LARGE)[0].name == "im2col"
 
 
-def test_large_depthwise_prefers_fft_then_numba(registry):
+def test_depthwise_stays_with_numba_even_for_large_kernels(registry):
     big = spec_of((1, 16, 64, 64), (16, 1, 31, 31), padding=15, groups=16)
     auto = registry(FakeBackend("im2col"), FakeBackend("numba"), FakeBackend("fft"))
-    backend, reason = auto.choose("conv", big)
-    assert backend.name == "fft" and reason.startswith("rule large-depthwise")
-    auto = registry(FakeBackend("im2col"), FakeBackend("numba"))
     assert auto.choose("conv", big)[0].name == "numba"
-    assert auto.choose("conv", big.replace(stride=(2, 2)))[0].name == "numba"
+    auto = registry(FakeBackend("im2col"), FakeBackend("fft"))
+    assert auto.choose("conv", big)[0].name == "im2col"    # no rule sends depthwise to fft
 
 
-def test_one_d_goes_to_numba(registry):
-    signal = spec_of((4, 16, 1000), (32, 16, 9), padding=4)
-    auto = registry(FakeBackend("im2col"), FakeBackend("numba"))
-    backend, reason = auto.choose("conv", signal)
-    assert backend.name == "numba" and reason.startswith("rule 1-d")
-    assert auto.choose("conv_transpose", signal)[0].name == "im2col"
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, expected, rule", [
+    ((4, 1, 3200), (80, 1, 251), {}, "numba", "few-channels"),         # SincNet
+    ((4, 64, 4000), (64, 64, 31), {"padding": 15}, "fft", "large-kernel"),
+    ((4, 16, 1000), (16, 16, 9), {"padding": 4}, "im2col", "default order"),
+    ((4, 16, 32, 32), (16, 16, 3, 3), {"padding": 1}, "numba", "few-channels"),
+    ((4, 16, 32, 32), (16, 16, 3, 3), {"stride": 2}, "numba", "few-channels"),
+    ((4, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}, "im2col", "default order"),
+    ((2, 16, 8, 8, 8), (16, 16, 3, 3, 3), {"padding": 1}, "numba", "few-channels"),
+    ((8, 256, 28, 28), (512, 256, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((8, 512, 14, 14), (512, 512, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((8, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((8, 128, 112, 112), (128, 128, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((8, 64, 224, 224), (64, 64, 3, 3), {"padding": 1}, "im2col", "default order"),
+    ((8, 512, 7, 7), (512, 512, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((1, 512, 7, 7), (512, 512, 3, 3), {"padding": 1}, "im2col", "default order"),
+    ((1, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}, "im2col", "default order"),
+    ((1, 128, 28, 28), (128, 128, 3, 3), {"padding": 1}, "winograd", "winograd-3x3"),
+    ((8, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}, "im2col", "default order"),
+    ((8, 32, 112, 112), (64, 32, 1, 1), {}, "im2col", "default order"),
+    ((8, 128, 28, 28), (128, 128, 1, 1), {}, "im2col", "default order"),
+])
+def test_crossover_rules(registry, x_shape, w_shape, kwargs, expected, rule):
+    auto = registry(*(FakeBackend(n) for n in ("im2col", "numba", "fft", "winograd")))
+    backend, reason = auto.choose("conv", spec_of(x_shape, w_shape, **kwargs))
+    assert backend.name == expected
+    assert reason.startswith(f"rule {rule}" if rule != "default order" else rule)
+
+
+def test_winograd_only_in_float32(registry):
+    auto = registry(FakeBackend("im2col"), FakeBackend("winograd"))
+    spec = spec_of((8, 256, 28, 28), (256, 256, 3, 3), padding=1)
+    assert auto.choose("conv", spec)[0].name == "winograd"
+    assert auto.choose("conv", spec.replace(dtype="float64"))[0].name == "im2col"
 
 
 def test_pooling_skips_backends_without_pooling(registry):
@@ -196,6 +223,21 @@ def test_autotuner_times_once_keeps_the_winner_and_writes_it(registry):
     (key, entry), = entries.items()
     assert key.startswith("conv|") and "numba+im2col" not in key and "im2col+numba" in key
     assert entry["backend"] == "numba" and set(entry["seconds"]) == {"im2col", "numba"}
+
+
+def test_a_dry_run_never_times(registry):
+    """explain() with the tuner on answers from the cache or the rules, timing nothing."""
+    slow, fast = FakeBackend("im2col", seconds=0.004), FakeBackend("numba")
+    auto = registry(slow, fast)
+    autotune.set_autotune(True)
+    backend, reason = auto.choose("conv", DENSE, dry_run=True)
+    assert (slow.calls, fast.calls) == (0, 0)
+    assert reason.startswith("autotune has not timed this geometry yet")
+    auto.choose("conv", DENSE)
+    timed = (slow.calls, fast.calls)
+    backend, reason = auto.choose("conv", DENSE, dry_run=True)
+    assert backend is fast and reason.startswith("autotune cache entry")
+    assert (slow.calls, fast.calls) == timed
 
 
 def test_a_new_process_reads_the_disk_cache(registry):
