@@ -24,3 +24,19 @@ def pads_3d(pairs):
     pairs = ((0, 0),) * (3 - len(pairs)) + tuple(pairs)
     return (np.array([p[0] for p in pairs], dtype=np.int64),
             np.array([p[1] for p in pairs], dtype=np.int64))
+
+
+def tile_chunks(batch, rows, rows_per_chunk):
+    """``(samples, rows)`` slice pairs covering ``batch x rows`` tile rows in chunks.
+
+    Whole samples go together while ``rows_per_chunk`` holds at least one sample's rows;
+    otherwise each sample's rows are split.
+    """
+    if rows_per_chunk >= rows:
+        per = max(1, rows_per_chunk // rows)
+        for n0 in range(0, batch, per):
+            yield slice(n0, min(batch, n0 + per)), slice(0, rows)
+    else:
+        for n in range(batch):
+            for t0 in range(0, rows, rows_per_chunk):
+                yield slice(n, n + 1), slice(t0, min(rows, t0 + rows_per_chunk))

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._geometry import tile_chunks
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
@@ -150,17 +151,6 @@ def _subpixel_spec(spec):
                         kernel=taps, stride=one, dilation=one, padding=pads,
                         output_padding=(0,) * spec.ndim)
 
-
-def _tile_chunks(batch, rows, rows_per_chunk):
-    """``(samples, rows)`` slice pairs covering ``batch x rows`` tile rows in chunks."""
-    if rows_per_chunk >= rows:
-        per = max(1, rows_per_chunk // rows)
-        for n0 in range(0, batch, per):
-            yield slice(n0, min(batch, n0 + per)), slice(0, rows)
-    else:
-        for n in range(batch):
-            for t0 in range(0, rows, rows_per_chunk):
-                yield slice(n, n + 1), slice(t0, min(rows, t0 + rows_per_chunk))
 
 
 class FFTBackend(Backend):
@@ -302,7 +292,7 @@ class FFTBackend(Backend):
         tiles = sliding_window_view(xp, windows, axis=tuple(range(2, 2 + nd)))[
             (Ellipsis,) + tuple(slice(0, c * t, t) for c, t in zip(plan.counts, plan.tile))
             + (slice(None),) * nd]
-        for ns, rs in _tile_chunks(spec.batch, plan.counts[0],
+        for ns, rs in tile_chunks(spec.batch, plan.counts[0],
                                    self._rows_per_chunk(spec, plan)):
             chunk = tiles[ns, :, rs]
             # (N', C, *counts', *windows) -> (*windows, N', *counts', C): channels last.

@@ -35,6 +35,7 @@ import numba as nb
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._geometry import tile_chunks
 from .base import Backend
 
 # Interpolation points in the order they are taken: small magnitudes first and reciprocal
@@ -291,17 +292,6 @@ class _FilterCache:
             self._entries.clear()
 
 
-def _tile_chunks(batch, rows, rows_per_chunk):
-    """``(samples, rows)`` slice pairs covering ``batch x rows`` tile rows in chunks."""
-    if rows_per_chunk >= rows:
-        per = max(1, rows_per_chunk // rows)
-        for n0 in range(0, batch, per):
-            yield slice(n0, min(batch, n0 + per)), slice(0, rows)
-    else:
-        for n in range(batch):
-            for t0 in range(0, rows, rows_per_chunk):
-                yield slice(n, n + 1), slice(t0, min(rows, t0 + rows_per_chunk))
-
 
 class WinogradBackend(Backend):
     """Winograd minimal filtering F(m, r) along every spatial dim.
@@ -422,7 +412,7 @@ class WinogradBackend(Backend):
         g, C, K = spec.groups, spec.in_channels, spec.out_channels
         a = math.prod(alphas)
         x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        for ns, rs in _tile_chunks(spec.batch, counts[0],
+        for ns, rs in tile_chunks(spec.batch, counts[0],
                                    self._rows_per_chunk(spec, ms, alphas, counts)):
             tiles = (ns.stop - ns.start) * (rs.stop - rs.start) * counts[1]
             v = np.empty((a, tiles, C), spec.dtype)
@@ -450,7 +440,7 @@ class WinogradBackend(Backend):
         tiles = sliding_window_view(xp, alphas, axis=tuple(range(2, 2 + nd)))[
             (Ellipsis,) + tuple(slice(None, None, m) for m in ms) + (slice(None),) * nd]
         K = spec.out_channels
-        for ns, rs in _tile_chunks(spec.batch, counts[0],
+        for ns, rs in tile_chunks(spec.batch, counts[0],
                                    self._rows_per_chunk(spec, ms, alphas, counts)):
             # (N', C, t0', t1, ..., a0, a1, ...) -> (a0, a1, ..., C, N', t0', t1, ...)
             v = _apply(bts, tiles[ns, :, rs], 2 + nd)
