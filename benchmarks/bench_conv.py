@@ -1,4 +1,4 @@
-"""Convolution, backend x layer: speed, memory, GFLOP/s and error against the float64 oracle.
+"""Convolution, backend x layer: speed, memory, GFLOP/s and error against float64.
 
 Unsupported or unavailable combinations raise ``NotImplementedError`` in ``setup`` and show
 as skipped. ``setup`` makes one untimed call, so Numba's compilation stays out of ``time_``;
@@ -8,14 +8,14 @@ as skipped. ``setup`` makes one untimed call, so Numba's compilation stays out o
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 import convbackends as cb
-from convbackends import workloads
+# measure as a module: a time_call imported here would be collected as a benchmark
+from convbackends.tools import measure, workloads
 
-from .common import BACKENDS, BATCH, LAYERS, check_runnable, relative_error
+from .common import BACKENDS, BATCH, LAYERS, check_runnable, conv_error
 
 
 class ConvLayer:
@@ -44,17 +44,14 @@ class ConvLayer:
         self.run()
 
     def track_gflops(self, backend, layer):
-        samples = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            self.run(self.out)
-            samples.append(time.perf_counter() - t0)
-        return self.layer.flops / float(np.median(samples)) / 1e9
+        # setup made the warm-up call
+        timing = measure.time_call(lambda: self.run(self.out), repeat=3, warmup=0)
+        return self.layer.flops / timing.median / 1e9
 
     track_gflops.unit = "GFLOP/s"
 
     def track_rel_error(self, backend, layer):
-        return relative_error(self.run(), self.x, self.w, self.b, self.kwargs)
+        return conv_error(self.run(), self.x, self.w, self.b, self.kwargs)
 
     track_rel_error.unit = "relative error"
 
@@ -85,8 +82,9 @@ class FirstCall:
         self._cache.cleanup()
 
     def track_first_call(self, backend, layer):
-        t0 = time.perf_counter()
-        cb.conv(self.x, self.w, self.b, backend=self.backend, **self.layer.conv_kwargs())
-        return time.perf_counter() - t0
+        kwargs = self.layer.conv_kwargs()
+        first = measure.time_call(lambda: cb.conv(self.x, self.w, self.b,
+                                                  backend=self.backend, **kwargs), repeat=0)
+        return first.first
 
     track_first_call.unit = "seconds"

@@ -4,8 +4,10 @@ import numpy as np
 
 import convbackends as cb
 from convbackends.spec import pool_spec
+from convbackends.tools import reference
+from convbackends.tools.measure import relative_error
 
-from .common import BATCH, check_runnable, load_oracle
+from .common import BATCH, check_runnable
 
 # name: (op, input shape without batch, kernel, stride, padding, extra keywords)
 POOLS = {
@@ -41,9 +43,7 @@ class PoolLayer:
         self.run(self.out)
 
     def track_rel_error(self, backend, layer):
-        oracle = load_oracle()
-        reference = getattr(oracle, self.op)(self.x.astype(np.float64), *self.window,
-                                             **self.extra)
-        return float(np.linalg.norm(self.run() - reference) / np.linalg.norm(reference))
+        ref = getattr(reference, self.op)(self.x, *self.window, **self.extra)
+        return relative_error(self.run(), ref)
 
     track_rel_error.unit = "relative error"

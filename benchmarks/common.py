@@ -6,19 +6,15 @@ crossovers): a tiny LeNet layer, ResNet's 7x7/2 stem, 3x3 layers at large and sm
 a strided 1x1, a depthwise 3x3, a 1-D and a 3-D layer, and a 31x31 kernel.
 """
 
-import importlib.util
-from pathlib import Path
-
-import numpy as np
-
 import convbackends as cb
+from convbackends.tools import reference
+from convbackends.tools.measure import NAIVE_MAX_MACS, relative_error
 
 BATCH = 2
 BACKENDS = ["naive", "im2col", "fft", "winograd", "numba", "auto"]   # cuda: benchmarks/gpu
 LAYERS = ["lenet5.c3", "resnet18.conv1", "resnet18.layer1.0.conv1", "resnet18.layer3.0.conv2",
           "resnet18.layer2.0.downsample.0", "mobilenet.block3.dw", "signals.m5.conv2",
           "volumes.c3d.conv5a", "large-kernels.blur31"]
-NAIVE_MAX_MACS = 30_000_000     # naive (serial, unblocked) only where it ends in a second
 
 
 def check_runnable(backend, spec):
@@ -31,18 +27,6 @@ def check_runnable(backend, spec):
         raise NotImplementedError(f"naive: {spec.macs:,} MACs is too slow for the grid")
 
 
-def load_oracle():
-    """``reference/oracle.py`` of this checkout (it imports nothing from convbackends)."""
-    path = Path(__file__).resolve().parents[1] / "reference" / "oracle.py"
-    module_spec = importlib.util.spec_from_file_location("_bench_oracle", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def relative_error(y, x, w, b, kwargs):
-    """``||y - ref|| / ||ref||`` against the float64 oracle."""
-    oracle = load_oracle()
-    as64 = (lambda a: None if a is None else np.asarray(a, np.float64))
-    ref = oracle.conv(as64(x), as64(w), as64(b), **kwargs)
-    return float(np.linalg.norm(np.asarray(y, np.float64) - ref) / np.linalg.norm(ref))
+def conv_error(y, x, w, b, kwargs):
+    """``||y - ref|| / ||ref||`` against the float64 reference convolution."""
+    return relative_error(y, reference.conv(x, w, b, **kwargs))

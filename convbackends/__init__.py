@@ -8,17 +8,23 @@ array([[19., 25.],
        [37., 43.]])
 """
 
+# The subpackage `backends` is imported first: importing it later would rebind the name
+# `backends` on this package from the public function to the subpackage.
+from . import backends as _backend_rooms  # noqa: F401
 from .dispatch import (available_backends, backends, explain, get_backend, register_backend,
                        set_backend, set_global_backend)
-from .errors import (BackendUnavailableError, ConvError, DTypeError, ShapeError,
-                     UnknownBackendError, UnsupportedError)
+from .dispatch.autotune import set_autotune
+from .errors import (ArgumentTypeError, BackendUnavailableError, ConvError, DTypeError,
+                     RegistrationError, ShapeError, UnknownBackendError, UnsupportedError)
 from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+                         adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
                          avg_pool1d, avg_pool2d, avg_pool3d, conv, conv1d, conv2d, conv3d,
                          conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d,
-                         global_avg_pool, max_pool1d, max_pool2d, max_pool3d)
+                         global_avg_pool, max_pool1d, max_pool2d, max_pool3d, max_unpool1d,
+                         max_unpool2d, max_unpool3d)
 from .spec import ConvSpec, PoolSpec
-from .autotune import set_autotune
-from . import layers, models, workloads
+from . import layers, models, nn
+from .tools import workloads
 
 __version__ = "0.1.0"
 
@@ -26,10 +32,12 @@ __all__ = [
     "conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d",
     "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d", "global_avg_pool",
+    "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d", "global_avg_pool",
     "ConvError", "ShapeError", "DTypeError", "UnsupportedError", "BackendUnavailableError",
-    "UnknownBackendError",
+    "UnknownBackendError", "RegistrationError", "ArgumentTypeError",
     "backends", "available_backends", "get_backend", "register_backend", "set_backend",
-    "set_global_backend", "set_autotune", "explain", "ConvSpec", "PoolSpec", "layers", "models",
+    "set_global_backend", "set_autotune", "explain", "ConvSpec", "PoolSpec", "layers", "nn",
+    "models",
     "workloads",
 ]

@@ -12,6 +12,8 @@ __all__ = [
     "UnsupportedError",
     "BackendUnavailableError",
     "UnknownBackendError",
+    "RegistrationError",
+    "ArgumentTypeError",
 ]
 
 
@@ -41,3 +43,16 @@ class UnknownBackendError(ConvError, KeyError):
     def __str__(self):
         # KeyError.__str__ would wrap the message in quotes.
         return str(self.args[0]) if self.args else ""
+
+
+class RegistrationError(ConvError, TypeError, ValueError):
+    """A backend cannot be registered: it lacks the protocol, or its name is taken.
+
+    A ``TypeError`` for an object that is no backend and a ``ValueError`` for a taken name,
+    as code written before this class catches either.
+    """
+
+
+class ArgumentTypeError(ConvError, TypeError):
+    """An argument is not of the kind the call takes (a ``Sequential`` child that is not a
+    layer); dtype problems are :class:`DTypeError`."""

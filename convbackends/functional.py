@@ -1,9 +1,11 @@
-"""The functional API: arguments -> spec -> dispatch -> backend op.
+"""The functional API: arguments -> spec -> plan -> results, one generic path for every op.
 
-Every function validates its arguments into a :class:`~convbackends.spec.ConvSpec` or
-:class:`~convbackends.spec.PoolSpec` before any backend is chosen, applies a non-zero
-``padding_mode`` by padding once in front, and hands the backend a batched array. Inputs are
-never modified.
+Every function validates its arguments into the op's spec (the op table,
+:mod:`convbackends.ops`, says how) before any backend is chosen, applies a non-zero
+``padding_mode`` by padding once in front, hands the plan a batched array, and gives
+unbatched input back unbatched. Inputs are never modified. Each function takes PyTorch's
+positional order and keywords (``input=`` included), so a call copied from
+``torch.nn.functional`` runs unchanged with NumPy arrays.
 
 Output size per spatial dim (convolution and pooling)::
 
@@ -14,18 +16,25 @@ and for transposed convolution::
     (L - 1)*stride - pad_before - pad_after + dilation*(kernel - 1) + output_padding + 1
 """
 
+import functools
+import math
+
 import numpy as np
 
 from . import dispatch
 from .errors import DTypeError, ShapeError, UnsupportedError
-from .spec import (PADDING_MODES, adaptive_pool_spec, check_dtypes, conv_spec, pool_spec)
+from .ops import get_op
+from .spec import check_dtypes, invalid_index_error, padded_spec
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d",
            "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
            "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
-           "adaptive_avg_pool2d", "adaptive_avg_pool3d", "global_avg_pool"]
+           "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d",
+           "max_unpool3d", "global_avg_pool", "is_device_array"]
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_PER_SAMPLE = ("x", "indices")      # operands with a batch dimension
 
 
 def is_device_array(a):
@@ -55,28 +64,6 @@ def _add_batch_dim(x):
     return x.reshape((1,) + tuple(x.shape)) if is_device_array(x) else x[None]
 
 
-def padded_spec(spec, padding_mode):
-    """The spec a backend sees once a non-zero ``padding_mode`` has padded the input."""
-    if padding_mode not in PADDING_MODES:
-        raise ShapeError(f"padding_mode must be one of {list(PADDING_MODES)}, but got "
-                         f"padding_mode={padding_mode!r}")
-    if padding_mode == "zeros" or not spec.has_padding:
-        return spec
-    if spec.transposed:
-        raise ShapeError(f"Only 'zeros' padding mode is supported for transposed "
-                         f"convolution, got padding_mode={padding_mode!r}")
-    for L, (pb, pa) in zip(spec.input_spatial, spec.padding):
-        if padding_mode == "reflect" and max(pb, pa) >= L:
-            raise ShapeError(f"Padding size should be less than the corresponding input "
-                             f"dimension, but got: padding ({pb}, {pa}) for an input "
-                             f"dimension of size {L} (padding_mode='reflect')")
-        if padding_mode == "circular" and max(pb, pa) > L:
-            raise ShapeError(f"Padding value causes wrapping around more than once: padding "
-                             f"({pb}, {pa}) for an input dimension of size {L} "
-                             f"(padding_mode='circular')")
-    return spec.replace(input_spatial=spec.padded_spatial, padding=((0, 0),) * spec.ndim)
-
-
 def _check_out(func, out, shape, dtype):
     if out is None:
         return
@@ -92,51 +79,82 @@ def _check_out(func, out, shape, dtype):
         raise ShapeError(f"{func}: out must be a writeable, C-contiguous array")
 
 
-def _run(func, op, spec, batched, args, backend, out, device):
-    """Resolve the backend, call its op, and honour ``out`` and unbatched input."""
-    full_out = None if out is None else (out if batched else out[None])
-    impl, _ = dispatch.resolve(op, spec, backend, device=device)
-    if full_out is not None and getattr(impl, "writes_out", False):
-        y = getattr(impl, op)(*args, spec, out=full_out)
-    else:
-        y = getattr(impl, op)(*args, spec)
-        if full_out is not None:
-            np.copyto(full_out, y)
-            y = full_out
-    if out is not None:
-        return out
-    return y if batched else y[0]
+def _check_dtypes(func, op, arrays):
+    if op in ("conv", "conv_transpose"):
+        return check_dtypes(func, *arrays)
+    dtype = check_dtypes(func, arrays[0])
+    if op == "max_unpool" and np.dtype(arrays[1].dtype) != np.int64:
+        raise DTypeError(f"elements in indices should be type int64 but got: "
+                         f"{np.dtype(arrays[1].dtype).name}")
+    return dtype
 
 
-def _conv(func, nd, transposed, x, weight, bias, stride, padding, dilation, groups,
-          output_padding, padding_mode, backend, out):
-    device = is_device_array(x) or is_device_array(weight)
-    x, weight, bias = (_as_array(a, device) for a in (x, weight, bias))
-    dtype = check_dtypes(func, x, weight, bias)
-    if nd is not None and len(weight.shape) != nd + 2:
-        layout = "in_channels, out_channels / groups" if transposed else \
-            "out_channels, in_channels / groups"
+def _check_indices(indices, spec):
+    """``max_unpool``'s indices must point into the output plane (PyTorch's message)."""
+    if is_device_array(indices) or indices.size == 0:
+        return
+    bad = (indices < 0) | (indices >= math.prod(spec.unpool_output))
+    if bad.any():
+        raise invalid_index_error(indices[bad].flat[-1], spec)
+
+
+def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros"):
+    """The one path of every public function: validate, plan, run, shape the results."""
+    entry = get_op(op)
+    device = any(is_device_array(a) for a in operands)
+    arrays = [_as_array(a, device) for a in operands]
+    dtype = _check_dtypes(func, op, arrays)
+    if nd is not None and op in ("conv", "conv_transpose") and len(arrays[1].shape) != nd + 2:
+        layout = ("in_channels, out_channels / groups" if op == "conv_transpose"
+                  else "out_channels, in_channels / groups")
         raise ShapeError(f"{func}: expected a {nd + 2}-D weight ({layout}, *kernel), got "
-                         f"weight of size {list(weight.shape)}")
-    op = "conv_transpose" if transposed else "conv"
-    spec, batched = conv_spec(func, x.shape, weight.shape,
-                              None if bias is None else bias.shape, op=op, stride=stride,
-                              padding=padding, dilation=dilation, groups=groups,
-                              output_padding=output_padding, dtype=dtype)
-    inner = padded_spec(spec, padding_mode)
-    out_shape = spec.output_shape if batched else spec.output_shape[1:]
-    _check_out(func, out, out_shape, dtype)
+                         f"weight of size {list(arrays[1].shape)}")
+    shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
+    spec, batched = entry.build_spec(func, nd, shapes, dtype, **params)
+    inner = padded_spec(spec, padding_mode) if op in ("conv", "conv_transpose") else spec
+    _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
+    if op == "max_unpool":
+        _check_indices(arrays[1], spec)
     if not batched:
-        x = _add_batch_dim(x)
+        arrays = [_add_batch_dim(a) if name in _PER_SAMPLE else a
+                  for name, a in zip(entry.operands, arrays)]
     if inner is not spec:
         if device:
             raise UnsupportedError(f"{func}: padding_mode={padding_mode!r} on device arrays "
                                    f"is not supported; pad on the device first")
         pads = [(0, 0), (0, 0)] + [list(p) for p in spec.padding]
-        x = np.pad(x, pads, mode=_NP_PAD_MODE[padding_mode])
-    return _run(func, op, inner, batched, (x, weight, bias), backend, out, device)
+        arrays[0] = np.pad(arrays[0], pads, mode=_NP_PAD_MODE[padding_mode])
+    plan = dispatch.plan_call(op, inner, backend, device=device)
+    full_out = None if out is None else (out if batched else out[None])
+    results = plan.run(arrays, out=full_out if plan.writes_out else None)
+    if len(entry.results) == 1:
+        results = (results,)
+    if full_out is not None and results[0] is not full_out:
+        np.copyto(full_out, results[0])
+        results = (full_out,) + tuple(results[1:])
+    if not batched:
+        results = tuple(r[0] for r in results)
+    if out is not None:
+        results = (out,) + tuple(results[1:])
+    return results if len(results) > 1 else results[0]
 
 
+def _torch_keywords(fn):
+    """Accept PyTorch's keyword ``input=`` for the first argument, as ``torch.nn.functional``."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "input" in kwargs:
+            return fn(kwargs.pop("input"), *args, **kwargs)
+        return fn(*args, **kwargs)
+    return call
+
+
+def _conv_params(stride, padding, dilation, groups, output_padding=0):
+    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                output_padding=output_padding)
+
+
+@_torch_keywords
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
          padding_mode="zeros", backend=None, *, out=None):
     """N-D convolution (cross-correlation), as ``torch.nn.functional.conv{1,2,3}d``.
@@ -163,31 +181,27 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     ndarray, shape ``(N, C_out, *out_spatial)`` (unbatched in, unbatched out), the input's
     dtype; a Numba device array for device input on the CUDA backend.
     """
-    return _conv("conv", None, False, x, weight, bias, stride, padding, dilation, groups, 0,
-                 padding_mode, backend, out)
+    return _call("conv", "conv", None, (x, weight, bias),
+                 _conv_params(stride, padding, dilation, groups), backend, out, padding_mode)
 
 
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", backend=None, *, out=None):
-    """1-D convolution, as ``torch.nn.functional.conv1d``; see :func:`conv`."""
-    return _conv("conv1d", 1, False, x, weight, bias, stride, padding, dilation, groups, 0,
-                 padding_mode, backend, out)
+def _conv_nd(nd):
+    @_torch_keywords
+    def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                padding_mode="zeros", backend=None, *, out=None):
+        return _call("conv", f"conv{nd}d", nd, (x, weight, bias),
+                     _conv_params(stride, padding, dilation, groups), backend, out,
+                     padding_mode)
+    conv_nd.__name__ = conv_nd.__qualname__ = f"conv{nd}d"
+    conv_nd.__doc__ = (f"{nd}-D convolution, as ``torch.nn.functional.conv{nd}d``; see "
+                       f":func:`conv`.")
+    return conv_nd
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", backend=None, *, out=None):
-    """2-D convolution, as ``torch.nn.functional.conv2d``; see :func:`conv`."""
-    return _conv("conv2d", 2, False, x, weight, bias, stride, padding, dilation, groups, 0,
-                 padding_mode, backend, out)
+conv1d, conv2d, conv3d = _conv_nd(1), _conv_nd(2), _conv_nd(3)
 
 
-def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", backend=None, *, out=None):
-    """3-D convolution, as ``torch.nn.functional.conv3d``; see :func:`conv`."""
-    return _conv("conv3d", 3, False, x, weight, bias, stride, padding, dilation, groups, 0,
-                 padding_mode, backend, out)
-
-
+@_torch_keywords
 def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                    dilation=1, backend=None, *, out=None):
     """N-D transposed convolution, as ``torch.nn.functional.conv_transpose{1,2,3}d``.
@@ -196,130 +210,163 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     ``padding`` (int, per dim, or ``(before, after)`` pairs) removes that many elements from
     each end of the full output; ``output_padding`` adds elements at the end.
     """
-    return _conv("conv_transpose", None, True, x, weight, bias, stride, padding, dilation,
-                 groups, output_padding, "zeros", backend, out)
+    return _call("conv_transpose", "conv_transpose", None, (x, weight, bias),
+                 _conv_params(stride, padding, dilation, groups, output_padding), backend, out)
 
 
-def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, backend=None, *, out=None):
-    """1-D transposed convolution; see :func:`conv_transpose`."""
-    return _conv("conv_transpose1d", 1, True, x, weight, bias, stride, padding, dilation,
-                 groups, output_padding, "zeros", backend, out)
+def _conv_transpose_nd(nd):
+    @_torch_keywords
+    def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                          groups=1, dilation=1, backend=None, *, out=None):
+        return _call("conv_transpose", f"conv_transpose{nd}d", nd, (x, weight, bias),
+                     _conv_params(stride, padding, dilation, groups, output_padding),
+                     backend, out)
+    conv_transpose_nd.__name__ = conv_transpose_nd.__qualname__ = f"conv_transpose{nd}d"
+    conv_transpose_nd.__doc__ = (f"{nd}-D transposed convolution, as "
+                                 f"``torch.nn.functional.conv_transpose{nd}d``; see "
+                                 f":func:`conv_transpose`.")
+    return conv_transpose_nd
 
 
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, backend=None, *, out=None):
-    """2-D transposed convolution; see :func:`conv_transpose`."""
-    return _conv("conv_transpose2d", 2, True, x, weight, bias, stride, padding, dilation,
-                 groups, output_padding, "zeros", backend, out)
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (
+    _conv_transpose_nd(1), _conv_transpose_nd(2), _conv_transpose_nd(3))
 
-
-def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, backend=None, *, out=None):
-    """3-D transposed convolution; see :func:`conv_transpose`."""
-    return _conv("conv_transpose3d", 3, True, x, weight, bias, stride, padding, dilation,
-                 groups, output_padding, "zeros", backend, out)
-
-
-def _pool(func, op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
-          count_include_pad, backend, out):
-    device = is_device_array(x)
-    x = _as_array(x, device)
-    dtype = check_dtypes(func, x)
-    spec, batched = pool_spec(func, op, x.shape, nd, kernel_size, stride, padding, dilation,
-                              ceil_mode, count_include_pad, dtype)
-    _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
-    x = x if batched else _add_batch_dim(x)
-    return _run(func, op, spec, batched, (x,), backend, out, device)
-
-
-def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               backend=None, *, out=None):
-    """1-D max pooling, as ``torch.nn.functional.max_pool1d``; see :func:`max_pool2d`."""
-    return _pool("max_pool1d", "max_pool", 1, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, True, backend, out)
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               backend=None, *, out=None):
-    """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
+_MAX_POOL_DOC = """{nd}-D max pooling, as ``torch.nn.functional.max_pool{nd}d``.
 
     ``stride`` defaults to ``kernel_size``; padding (int, per dim, pairs, "valid", or
     "same" as TensorFlow defines it for pooling: ``ceil(L / stride)`` outputs) is ``-inf``,
     so a window wholly in padding gives ``-inf``. ``ceil_mode`` rounds the output size up,
-    but the last window must start inside the input or the leading padding.
+    but the last window must start inside the input or the leading padding. A NaN in a
+    window gives NaN.
+
+    With ``return_indices=True`` it returns ``(values, indices)``: ``indices`` (int64, the
+    values' shape) are flat indices of the maxima into each input plane (``h*W + w`` in
+    2-D), as :func:`max_unpool{nd}d` takes them. Among equal maxima the first in scan order
+    is chosen; a NaN wins over any number, and of several NaNs the last; a window wholly in
+    padding has index -1. ``out`` receives the values.
     """
-    return _pool("max_pool2d", "max_pool", 2, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, True, backend, out)
 
 
-def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               backend=None, *, out=None):
-    """3-D max pooling, as ``torch.nn.functional.max_pool3d``; see :func:`max_pool2d`."""
-    return _pool("max_pool3d", "max_pool", 3, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, True, backend, out)
+def _max_pool_nd(nd):
+    @_torch_keywords
+    def max_pool_nd(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                    return_indices=False, backend=None, *, out=None):
+        op = "max_pool_with_indices" if return_indices else "max_pool"
+        return _call(op, f"max_pool{nd}d", nd, (x,),
+                     dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                          dilation=dilation, ceil_mode=ceil_mode), backend, out)
+    max_pool_nd.__name__ = max_pool_nd.__qualname__ = f"max_pool{nd}d"
+    max_pool_nd.__doc__ = _MAX_POOL_DOC.format(nd=nd)
+    return max_pool_nd
 
 
-def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, dilation=1, backend=None, *, out=None):
-    """1-D average pooling, as ``torch.nn.functional.avg_pool1d``; see :func:`avg_pool2d`."""
-    return _pool("avg_pool1d", "avg_pool", 1, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, count_include_pad, backend, out)
+max_pool1d, max_pool2d, max_pool3d = _max_pool_nd(1), _max_pool_nd(2), _max_pool_nd(3)
 
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, dilation=1, backend=None, *, out=None):
-    """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
+_AVG_POOL_DOC = """{nd}-D average pooling, as ``torch.nn.functional.avg_pool{nd}d``.
 
     With ``count_include_pad`` the divisor counts padding taps (but not the part of a
     ceil-mode window beyond the padding); without it, only taps inside the input.
-    ``dilation`` is an extension beyond PyTorch (ONNX has it).
+    {override}``dilation`` is an extension beyond PyTorch (ONNX has it).
     """
-    return _pool("avg_pool2d", "avg_pool", 2, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, count_include_pad, backend, out)
+_OVERRIDE_DOC = ("``divisor_override``, when given, divides every window by it (not "
+                 "zero).\n    ")
 
 
-def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+@_torch_keywords
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, dilation=1, backend=None, *, out=None):
-    """3-D average pooling, as ``torch.nn.functional.avg_pool3d``; see :func:`avg_pool2d`."""
-    return _pool("avg_pool3d", "avg_pool", 3, x, kernel_size, stride, padding, dilation,
-                 ceil_mode, count_include_pad, backend, out)
+    """1-D average pooling, as ``torch.nn.functional.avg_pool1d``; see :func:`avg_pool2d`."""
+    return _call("avg_pool", "avg_pool1d", 1, (x,),
+                 dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                      dilation=dilation, ceil_mode=ceil_mode,
+                      count_include_pad=count_include_pad), backend, out)
 
 
-def _adaptive(func, nd, x, output_size, backend, out):
-    device = is_device_array(x)
-    x = _as_array(x, device)
-    dtype = check_dtypes(func, x)
-    spec, batched = adaptive_pool_spec(func, x.shape, nd, output_size, dtype)
-    _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
-    x = x if batched else _add_batch_dim(x)
-    return _run(func, "adaptive_avg_pool", spec, batched, (x,),
-                backend, out, device)
+def _avg_pool_nd(nd):
+    @_torch_keywords
+    def avg_pool_nd(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True, divisor_override=None, dilation=1, backend=None,
+                    *, out=None):
+        return _call("avg_pool", f"avg_pool{nd}d", nd, (x,),
+                     dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                          dilation=dilation, ceil_mode=ceil_mode,
+                          count_include_pad=count_include_pad,
+                          divisor_override=divisor_override), backend, out)
+    avg_pool_nd.__name__ = avg_pool_nd.__qualname__ = f"avg_pool{nd}d"
+    avg_pool_nd.__doc__ = _AVG_POOL_DOC.format(nd=nd, override=_OVERRIDE_DOC)
+    return avg_pool_nd
 
 
-def adaptive_avg_pool1d(x, output_size, backend=None, *, out=None):
-    """1-D adaptive average pooling; see :func:`adaptive_avg_pool2d`."""
-    return _adaptive("adaptive_avg_pool1d", 1, x, output_size, backend, out)
+avg_pool2d, avg_pool3d = _avg_pool_nd(2), _avg_pool_nd(3)
 
 
-def adaptive_avg_pool2d(x, output_size, backend=None, *, out=None):
-    """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``.
+def _adaptive_avg_pool_nd(nd):
+    @_torch_keywords
+    def adaptive_avg_pool_nd(x, output_size, backend=None, *, out=None):
+        return _call("adaptive_avg_pool", f"adaptive_avg_pool{nd}d", nd, (x,),
+                     dict(output_size=output_size), backend, out)
+    adaptive_avg_pool_nd.__name__ = adaptive_avg_pool_nd.__qualname__ = \
+        f"adaptive_avg_pool{nd}d"
+    adaptive_avg_pool_nd.__doc__ = (
+        f"{nd}-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool{nd}d``."
+        "\n\n    Output window ``i`` along a dim of length ``L`` averages ``[floor(i*L/out), "
+        "ceil((i+1)*L/out))``;\n    ``None`` in ``output_size`` keeps that dim's size.\n")
+    return adaptive_avg_pool_nd
 
-    Output window ``i`` along a dim of length ``L`` averages ``[floor(i*L/out),
-    ceil((i+1)*L/out))``; ``None`` in ``output_size`` keeps that dim's size.
-    """
-    return _adaptive("adaptive_avg_pool2d", 2, x, output_size, backend, out)
+
+adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (
+    _adaptive_avg_pool_nd(1), _adaptive_avg_pool_nd(2), _adaptive_avg_pool_nd(3))
 
 
-def adaptive_avg_pool3d(x, output_size, backend=None, *, out=None):
-    """3-D adaptive average pooling; see :func:`adaptive_avg_pool2d`."""
-    return _adaptive("adaptive_avg_pool3d", 3, x, output_size, backend, out)
+def _adaptive_max_pool_nd(nd):
+    @_torch_keywords
+    def adaptive_max_pool_nd(x, output_size, return_indices=False, backend=None, *,
+                             out=None):
+        values, indices = _call("adaptive_max_pool", f"adaptive_max_pool{nd}d", nd, (x,),
+                                dict(output_size=output_size), backend, out)
+        return (values, indices) if return_indices else values
+    adaptive_max_pool_nd.__name__ = adaptive_max_pool_nd.__qualname__ = \
+        f"adaptive_max_pool{nd}d"
+    adaptive_max_pool_nd.__doc__ = (
+        f"{nd}-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool{nd}d``."
+        "\n\n    Windows as :func:`adaptive_avg_pool2d`'s; ``return_indices=True`` also "
+        "returns the int64\n    flat indices of the maxima into each input plane, with "
+        ":func:`max_pool2d`'s rules\n    for ties and NaN. ``out`` receives the values.\n")
+    return adaptive_max_pool_nd
 
 
+adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (
+    _adaptive_max_pool_nd(1), _adaptive_max_pool_nd(2), _adaptive_max_pool_nd(3))
+
+
+def _max_unpool_nd(nd):
+    @_torch_keywords
+    def max_unpool_nd(x, indices, kernel_size, stride=None, padding=0, output_size=None,
+                      backend=None, *, out=None):
+        return _call("max_unpool", f"max_unpool{nd}d", nd, (x, indices),
+                     dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                          output_size=output_size), backend, out)
+    max_unpool_nd.__name__ = max_unpool_nd.__qualname__ = f"max_unpool{nd}d"
+    max_unpool_nd.__doc__ = (
+        f"{nd}-D max unpooling, as ``torch.nn.functional.max_unpool{nd}d``: the partial "
+        "inverse of max pooling.\n\n    Zeros of the output size, with ``x``'s values "
+        "written at ``indices`` (int64, ``x``'s shape,\n    flat into each output plane, as "
+        f":func:`max_pool{nd}d` returns them). ``output_size``\n    (optionally with N and "
+        "C first) defaults to ``(L - 1)*stride - 2*padding + kernel_size`` and\n    must lie "
+        "strictly between that minus and plus ``stride``.\n")
+    return max_unpool_nd
+
+
+max_unpool1d, max_unpool2d, max_unpool3d = (
+    _max_unpool_nd(1), _max_unpool_nd(2), _max_unpool_nd(3))
+
+
+@_torch_keywords
 def global_avg_pool(x, backend=None, *, out=None):
     """Mean over every spatial dim of ``(N, C, *spatial)``, kept as size 1."""
-    ndim = len(np.shape(x)) if not is_device_array(x) else len(x.shape)
+    ndim = len(x.shape) if is_device_array(x) else np.ndim(x)
     if ndim < 3 or ndim > 5:
         raise ShapeError(f"global_avg_pool: expected input (N, C, *spatial) with 1 to 3 "
                          f"spatial dims, got input of size {list(np.shape(x))}")
-    return _adaptive("global_avg_pool", ndim - 2, x, 1, backend, out)
+    return _call("adaptive_avg_pool", "global_avg_pool", ndim - 2, (x,),
+                 dict(output_size=1), backend, out)

@@ -3,8 +3,10 @@
 ``run_oracle(func, kwargs, arrays)`` takes a public function name (``"conv2d"``,
 ``"max_pool1d"``, ...) and its keyword arguments in any of the contract's forms (padding as an
 int, per-dim ints, pairs, ``"valid"``/``"same"``; ``padding_mode``; unbatched input) and
-returns the float64 reference. ``assert_close`` is the contract's accuracy check. Imports
-nothing from ``convbackends``.
+returns the float64 reference: for ``return_indices=True`` (max and adaptive max pooling) a
+tuple ``(values, indices)``, indices int64, as the public function returns it; for
+``max_unpool*`` the indices come from ``arrays["indices"]``. ``assert_close`` is the
+contract's accuracy check. Imports nothing from ``convbackends``.
 """
 
 import numpy as np
@@ -14,8 +16,6 @@ from . import oracle
 __all__ = ["run_oracle", "assert_close", "relative_error"]
 
 NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
 
 
 def _spatial_dims(func):
@@ -54,7 +54,11 @@ def _pool_pairs(padding, spatial, kw):
 
 
 def run_oracle(func, kwargs, arrays):
-    """Call the oracle as ``convbackends.<func>(**arrays, **kwargs)`` would compute."""
+    """Call the oracle as ``convbackends.<func>(**arrays, **kwargs)`` would compute.
+
+    ``arrays`` holds ``"x"`` and, where the function takes them, ``"weight"``, ``"bias"``
+    (convolutions) or ``"indices"`` (``max_unpool*``); other entries are ignored.
+    """
     nd = _spatial_dims(func)
     kw = dict(kwargs)
     x = arrays["x"]
@@ -75,12 +79,25 @@ def run_oracle(func, kwargs, arrays):
         y = oracle.conv(x, weight, bias, padding=pairs, **kw)
     elif func.startswith(("max_pool", "avg_pool")):
         kw["padding"] = _pool_pairs(kw.get("padding", 0), x.shape[2:], kw)
-        pool = oracle.max_pool if func.startswith("max_pool") else oracle.avg_pool
-        y = pool(x, **kw)
+        if func.startswith("avg_pool"):
+            y = oracle.avg_pool(x, **kw)
+        elif kw.pop("return_indices", False):
+            y = oracle.max_pool_with_indices(x, **kw)
+        else:
+            y = oracle.max_pool(x, **kw)
     elif func.startswith("adaptive_avg_pool"):
         y = oracle.adaptive_avg_pool(x, **kw)
+    elif func.startswith("adaptive_max_pool"):
+        with_indices = kw.pop("return_indices", False)
+        y = oracle.adaptive_max_pool(x, **kw)
+        y = y if with_indices else y[0]
+    elif func.startswith("max_unpool"):
+        indices = arrays["indices"]
+        y = oracle.max_unpool(x, indices[None] if unbatched else indices, **kw)
     else:
         raise AssertionError(f"unknown func {func}")
+    if isinstance(y, tuple):  # (values, indices), as with return_indices=True
+        return tuple(a[0] for a in y) if unbatched else y
     return y[0] if unbatched else y
 
 

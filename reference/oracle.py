@@ -11,8 +11,11 @@ symmetric padding; a sequence of plain ints means symmetric padding per dim). St
 (``"same"``, ``"valid"``) and ``padding_mode`` are the caller's business.
 
 Every function gathers windows with :func:`numpy.lib.stride_tricks.sliding_window_view`
-and reduces them with :func:`numpy.einsum` (convolution) or a NumPy reduction (pooling); no
-Python loop runs over output pixels.
+(adaptive pooling: with index arrays, its windows differing in size) and reduces them with
+:func:`numpy.einsum` (convolution) or a NumPy reduction (pooling); no Python loop runs over
+output pixels. Max pooling's indices follow PyTorch's CPU rule, which scans a window in
+row-major order and keeps a tap when ``value > best or isnan(value)``: the first of equal
+maxima, and the last NaN of a window holding NaNs.
 """
 
 import numpy as np
@@ -23,8 +26,11 @@ __all__ = [
     "conv",
     "conv_transpose",
     "max_pool",
+    "max_pool_with_indices",
     "avg_pool",
     "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "max_unpool",
 ]
 
 _OUT_LETTERS = "pqrstu"  # einsum subscripts for output positions, one per spatial dim
@@ -396,6 +402,81 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     return np.ascontiguousarray(win.max(axis=tuple(range(2 + nd, 2 + 2 * nd))))
 
 
+def _first_max_last_nan(values, flat):
+    """Reduce windows of taps to PyTorch's ``(max, index)``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (..., T)
+        The taps of every window, in row-major (scan) order.
+    flat : ndarray of int64, broadcastable to ``values``
+        Each tap's flat index into its input plane, ``-1`` for taps outside the input.
+
+    Returns
+    -------
+    (ndarray float64, ndarray int64), both of shape (...)
+        PyTorch's scan: the best starts as ``-inf`` at the window's first tap inside the
+        input, and a tap replaces it when ``value > best or isnan(value)``. So a window with
+        NaNs gives its last NaN; otherwise the first tap holding the largest value, or the
+        first tap inside the input when all of them are ``-inf``. A window without any tap
+        inside the input gives ``(-inf, -1)``.
+    """
+    flat = np.broadcast_to(flat, values.shape)
+    inside = flat >= 0
+    values = np.where(inside, values, -np.inf)
+    nan = np.isnan(values)
+    last = values.shape[-1] - 1
+    last_nan = last - np.argmax(nan[..., ::-1], axis=-1)
+    numbers = np.where(nan, -np.inf, values)
+    first_max = np.argmax(numbers, axis=-1)  # argmax returns the first of equal maxima
+    top = np.take_along_axis(numbers, first_max[..., None], axis=-1)[..., 0]
+    first_inside = np.argmax(inside, axis=-1)  # 0 (a tap outside, index -1) if none is inside
+    pos = np.where(nan.any(axis=-1), last_nan, np.where(top > -np.inf, first_max, first_inside))
+    value = np.take_along_axis(values, pos[..., None], axis=-1)[..., 0]
+    index = np.take_along_axis(flat, pos[..., None], axis=-1)[..., 0]
+    return np.ascontiguousarray(value), np.ascontiguousarray(index, dtype=np.int64)
+
+
+def max_pool_with_indices(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """N-dimensional max pooling with PyTorch's indices (``return_indices=True``), in float64.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, *L)
+        Input.
+    kernel_size, stride, padding, dilation, ceil_mode
+        As in :func:`max_pool`.
+
+    Returns
+    -------
+    values : ndarray, float64, shape (N, C, *out)
+        As :func:`max_pool` computes them.
+    indices : ndarray, int64, shape (N, C, *out)
+        Where each value lies: its flat index into the input plane (row-major over ``L``:
+        ``w`` in 1-D, ``h*W + w`` in 2-D, ``(d*H + h)*W + w`` in 3-D). Equal maxima give the
+        first in scan order, NaNs the last NaN of the window; a window of ``-inf`` values
+        gives its first tap inside the input, and a window wholly in padding ``-1``.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 3.0, 3.0, np.nan, 2.0, np.nan, 5.0, 4.0])
+    >>> values, indices = max_pool_with_indices(x[None, None], 3, 3, ceil_mode=True)
+    >>> values[0, 0], indices[0, 0]
+    (array([ 3., nan,  5.]), array([1, 5, 6]))
+    """
+    x = _as_float64(x, "x", 3)
+    nd = x.ndim - 2
+    kernel, stride, dilation, pairs, out, extra = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
+    widths = tuple((b, a + e) for (b, a), e in zip(pairs, extra))
+    xp = np.pad(x, ((0, 0), (0, 0)) + widths, constant_values=-np.inf)
+    plane = np.arange(int(np.prod(x.shape[2:])), dtype=np.int64).reshape((1, 1) + x.shape[2:])
+    flat = np.pad(plane, ((0, 0), (0, 0)) + widths, constant_values=-1)
+    taps = int(np.prod(kernel))
+    values = _windows(xp, kernel, stride, dilation, out).reshape(x.shape[:2] + out + (taps,))
+    where = _windows(flat, kernel, stride, dilation, out).reshape((1, 1) + out + (taps,))
+    return _first_max_last_nan(values, where)
+
+
 def _tap_counts(L, k, stride, pad_before, pad_after, dilation, out, count_include_pad):
     """Divisor of one spatial dim: for each output ``o``, the taps of its window inside the
     allowed interval (``[-pad_before, L + pad_after)`` or ``[0, L)``)."""
@@ -405,7 +486,8 @@ def _tap_counts(L, k, stride, pad_before, pad_after, dilation, out, count_includ
     return ((taps >= lo) & (taps < hi)).sum(axis=1)
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, dilation=1):
+def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, dilation=1,
+             divisor_override=None):
     """N-dimensional average pooling, in float64, with PyTorch's divisor rule.
 
     Parameters
@@ -424,6 +506,9 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
         Whether padded positions count in the divisor. Default: True.
     dilation : int or tuple of int
         Spacing between window taps (an extension beyond PyTorch, as in ONNX). Default: 1.
+    divisor_override : int, optional
+        When given, every window's sum is divided by it instead (``count_include_pad`` then
+        has no effect), as PyTorch's ``divisor_override``. Default: None.
 
     Returns
     -------
@@ -448,6 +533,10 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     xp = np.pad(x, widths)
     win = _windows(xp, kernel, stride, dilation, out)
     sums = win.sum(axis=tuple(range(2 + nd, 2 + 2 * nd)))
+    if divisor_override is not None:
+        if int(divisor_override) == 0:
+            raise ValueError("divisor_override must not be zero")
+        return np.ascontiguousarray(sums / float(int(divisor_override)))
     divisor = np.ones(out)
     for dim, (L, k, s, (b, a), d, o) in enumerate(zip(x.shape[2:], kernel, stride, pairs, dilation, out)):
         counts = _tap_counts(L, k, s, b, a, d, o, count_include_pad).astype(np.float64)
@@ -478,7 +567,8 @@ def adaptive_avg_pool(x, output_size):
     Notes
     -----
     The windows form a product set, so the mean over a window is the composition of the
-    per-dim means; each dim is reduced by an ``(out, L)`` averaging matrix.
+    per-dim means; each dim is reduced window by window (summing only the window's own
+    elements, so an Inf elsewhere never meets a zero weight and becomes NaN).
     """
     x = _as_float64(x, "x", 3)
     nd = x.ndim - 2
@@ -489,11 +579,153 @@ def adaptive_avg_pool(x, output_size):
         raise ValueError(f"output_size {output_size!r} must give {nd} positive sizes")
     y = x
     for dim, (L, out) in enumerate(zip(x.shape[2:], sizes)):
+        axis = 2 + dim
+        windows = []
+        for i in range(out):
+            start, end = (i * L) // out, -((-(i + 1) * L) // out)  # ceil((i+1)*L/out)
+            windows.append(np.take(y, np.arange(start, end), axis=axis).mean(axis=axis))
+        y = np.stack(windows, axis=axis)
+    return np.ascontiguousarray(y, dtype=np.float64)
+
+
+def _adaptive_sizes(x, output_size):
+    nd = x.ndim - 2
+    if np.ndim(output_size) == 0 and output_size is not None:
+        output_size = (int(output_size),) * nd
+    output_size = tuple(output_size)
+    sizes = tuple(L if o is None else int(o) for o, L in zip(output_size, x.shape[2:]))
+    if len(output_size) != nd or any(o < 1 for o in sizes):
+        raise ValueError(f"output_size {output_size!r} must give {nd} positive sizes")
+    return sizes
+
+
+def adaptive_max_pool(x, output_size):
+    """N-dimensional adaptive max pooling with PyTorch's indices, in float64.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, *L)
+        Input.
+    output_size : int or tuple of int (or None)
+        As in :func:`adaptive_avg_pool`.
+
+    Returns
+    -------
+    values : ndarray, float64, shape (N, C, *output_size)
+        Output ``i`` of a dim of length ``L`` is the maximum over input
+        ``[floor(i*L/out), ceil((i+1)*L/out))``.
+    indices : ndarray, int64, shape (N, C, *output_size)
+        Flat indices into the input plane, with :func:`max_pool_with_indices`'s rule for
+        equal maxima, NaNs and ``-inf``.
+
+    Notes
+    -----
+    Every dim's windows are padded to the longest of them: the taps ``start + t`` for ``t``
+    below that length, those at or past the window's end marked outside (index ``-1``). The
+    taps are gathered with broadcast index arrays, shape ``(*out, *taps)``.
+
+    Examples
+    --------
+    >>> x = np.array([3.0, 1.0, 3.0, np.nan, -np.inf, -np.inf, -np.inf])
+    >>> values, indices = adaptive_max_pool(x[None, None], 3)  # [0, 3), [2, 5), [4, 7)
+    >>> values[0, 0], indices[0, 0]
+    (array([  3.,  nan, -inf]), array([0, 3, 4]))
+    """
+    x = _as_float64(x, "x", 3)
+    nd = x.ndim - 2
+    spatial = x.shape[2:]
+    sizes = _adaptive_sizes(x, output_size)
+    coords, inside = [], np.ones((), dtype=bool)
+    for dim, (L, out) in enumerate(zip(spatial, sizes)):
         i = np.arange(out)
         start = (i * L) // out
         end = -((-(i + 1) * L) // out)  # ceil((i+1)*L/out)
-        pos = np.arange(L)
-        inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
-        matrix = inside / (end - start)[:, None]  # (out, L), rows average their window
-        y = np.moveaxis(np.tensordot(y, matrix, axes=([2 + dim], [1])), -1, 2 + dim)
-    return np.ascontiguousarray(y, dtype=np.float64)
+        taps = start[:, None] + np.arange(int((end - start).max()))[None, :]  # (out, T)
+        valid = taps < end[:, None]
+        # broadcast to (*out, *T): this dim's out at position dim, its T at nd + dim
+        shape = [1] * (2 * nd)
+        shape[dim], shape[nd + dim] = out, taps.shape[1]
+        coords.append(np.minimum(taps, L - 1).reshape(shape))
+        inside = inside & valid.reshape(shape)
+    values = x[(slice(None), slice(None)) + tuple(coords)]  # (N, C, *out, *T)
+    flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*coords)), spatial)
+    flat = np.where(inside, flat, -1)
+    taps = int(np.prod(values.shape[2 + nd:]))
+    values = values.reshape(x.shape[:2] + sizes + (taps,))
+    flat = flat.reshape((1, 1) + sizes + (taps,))
+    return _first_max_last_nan(values, flat)
+
+
+def max_unpool(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """N-dimensional max unpooling (the scatter of :func:`max_pool_with_indices`), in float64.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, *L)
+        Pooled values.
+    indices : array_like of int, shape (N, C, *L)
+        Flat indices into each output plane, as :func:`max_pool_with_indices` returns them.
+    kernel_size : int or tuple of int
+        The pooling window.
+    stride : int or tuple of int, optional
+        Default: None, meaning ``kernel_size``.
+    padding : int or sequence of (before, after) pairs
+        The pooling's padding. Default: 0.
+    output_size : sequence of int, optional
+        The output's spatial size (``nd`` entries, or ``nd + 2`` with ``N, C`` leading, which
+        are ignored). Default: ``(L - 1)*stride - before - after + kernel_size`` per dim.
+
+    Returns
+    -------
+    ndarray, float64, shape (N, C, *output_size)
+        Zeros, with ``y[n, c].flat[indices[n, c, i]] = x[n, c, i]``, in scan order over ``i``:
+        of several values sent to one place, the last one stays.
+
+    Raises
+    ------
+    ValueError
+        An index outside ``[0, prod(output_size))``; the message is PyTorch's and names the
+        last such index in scan order over ``(n, c, i)``.
+
+    Examples
+    --------
+    >>> y = max_unpool(np.array([[[5.0, 7.0, 6.0]]]), np.array([[[1, 1, 4]]]), 2)
+    >>> y[0, 0]
+    array([0., 7., 0., 0., 6., 0.])
+    """
+    x = _as_float64(x, "x", 3)
+    nd = x.ndim - 2
+    indices = np.asarray(indices)
+    if indices.shape != x.shape:
+        raise ValueError(f"indices of shape {indices.shape} do not match x of shape {x.shape}")
+    if indices.size and not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be integers, got {indices.dtype}")
+    kernel = _as_tuple(kernel_size, nd, "kernel_size")
+    stride = kernel if stride is None else _as_tuple(stride, nd, "stride")
+    pairs = _as_pairs(padding, nd)
+    if output_size is None:
+        sizes = tuple((L - 1) * s - b - a + k for L, s, (b, a), k in zip(x.shape[2:], stride, pairs, kernel))
+    else:
+        sizes = tuple(int(v) for v in output_size)
+        if len(sizes) == nd + 2:
+            sizes = sizes[2:]
+        if len(sizes) != nd:
+            raise ValueError(f"output_size needs {nd} or {nd + 2} entries, got {output_size!r}")
+    if any(v < 1 for v in sizes):
+        raise ValueError(f"output size {sizes} must be positive")
+    plane = int(np.prod(sizes))
+    n, c = x.shape[:2]
+    where = indices.reshape(n * c, -1).astype(np.int64)
+    bad = np.flatnonzero((where < 0) | (where >= plane))
+    if bad.size:
+        shown = "x".join(str(v) for v in (sizes + (1,) if nd == 1 else sizes))
+        raise ValueError(f"Found an invalid max index: {where.flat[bad[-1]]} "
+                         f"(output volumes are of size {shown})")
+    # One position per target: the last writer in scan order wins. Scanning the writes
+    # backwards, np.unique's first occurrence of each target is that last writer.
+    target = (np.arange(n * c)[:, None] * plane + where).ravel()[::-1]
+    source = x.reshape(-1)[::-1]
+    target, first = np.unique(target, return_index=True)
+    y = np.zeros(n * c * plane)
+    y[target] = source[first]
+    return y.reshape((n, c) + sizes)

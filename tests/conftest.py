@@ -1,4 +1,5 @@
-"""Shared fixtures: which backends the conformance suite holds to their claims."""
+"""Shared fixtures: which backends the conformance suite holds to their claims, and the
+random arrays the per-backend test files build their cases from."""
 
 import os
 import zlib
@@ -8,7 +9,7 @@ import pytest
 
 import convbackends as cb
 
-# Winograd and FFT trade exactness for fewer operations: CONTRACT §1's looser bound.
+# Winograd and FFT trade exactness for fewer operations: the looser bound of docs/api.md §1.7.
 LOOSE = {"fft", "winograd"}
 
 
@@ -38,3 +39,17 @@ BACKENDS = conformance_backends()
 def rng(request):
     # A fresh generator per test, seeded from the test's name, so failures reproduce.
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def conv_arrays(rng, x_shape, w_shape, dtype, bias=True, bias_channels=None):
+    """Random ``(x, weight, bias)`` of ``dtype``, standard normal; with ``bias=False`` the
+    bias is ``None``.
+
+    ``bias_channels`` defaults to ``w_shape[0]`` (a convolution's output channels); pass
+    ``w_shape[1] * groups`` for a transposed convolution.
+    """
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    channels = w_shape[0] if bias_channels is None else bias_channels
+    b = rng.standard_normal(channels).astype(dtype) if bias else None
+    return x, w, b

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import convbackends as cb
-from convbackends import autotune, dispatch, policy
+from convbackends import dispatch
+from convbackends.dispatch import autotune, policy
 from convbackends.errors import UnsupportedError
 from convbackends.spec import conv_spec, pool_spec
 from reference import oracle
@@ -54,9 +55,7 @@ def registry(monkeypatch):
     """Replace the registry by fake backends: ``registry(FakeBackend(...), ...)``."""
     def install(*fakes):
         table = {f.name: f for f in fakes}
-        table["auto"] = policy.AutoPolicy()
-        monkeypatch.setattr(dispatch, "backends", lambda: list(table))
-        monkeypatch.setattr(dispatch, "get_backend", lambda name: table[name])
+        table["auto"] = policy.AutoPolicy(lambda: list(table), table.__getitem__)
         return table["auto"]
     return install
 

@@ -1,7 +1,7 @@
 """Every available backend computes the same function: the float64 oracle's and PyTorch's.
 
 Each backend is held to its own ``supports()`` claims: what it accepts must match the oracle
-(CONTRACT §1 tolerances), what it declines must raise :class:`cb.UnsupportedError` naming it.
+(the tolerances of docs/api.md §1.7), what it declines must raise :class:`cb.UnsupportedError` naming it.
 """
 
 import numpy as np
@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 
 import convbackends as cb
 from conftest import BACKENDS, tolerance
-from reference.calls import assert_close, relative_error, run_oracle
+from convbackends.tools.measure import relative_error
+from reference.calls import assert_close, run_oracle
 from reference.golden import load_cases
-
-FUNCS = {name: getattr(cb, name) for name in cb.functional.__all__}
 
 # (func, x shape, weight shape, kwargs); channels and sizes odd where it matters.
 CONV_CASES = [
@@ -92,7 +91,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def _call(backend, func, arrays, kwargs):
-    f = FUNCS[func]
+    f = getattr(cb, func)
     if "weight" in arrays:
         return f(arrays["x"], arrays["weight"], arrays.get("bias"), backend=backend, **kwargs)
     return f(arrays["x"], backend=backend, **kwargs)
@@ -221,12 +220,19 @@ def test_random_geometries(geometry, seed):
     rng = np.random.default_rng(seed)
     arrays = _conv_arrays(rng, x_shape, w_shape, dtype, bias)
     ref = run_oracle(func, kwargs, arrays)
+    # A drawn case can cancel to almost nothing (one tap plus a bias of the opposite sign),
+    # where no float32 sum keeps a small error relative to ||ref||: the error is measured
+    # against the sum of |terms| there, the scale float rounding errors are bounded by.
+    scale = run_oracle(func, kwargs, {k: np.abs(v) for k, v in arrays.items()})
+    ill_conditioned = np.linalg.norm(ref) < 0.1 * np.linalg.norm(scale)
     for backend in BACKENDS:
         try:
             y = _call(backend, func, arrays, kwargs)
         except cb.UnsupportedError:
             continue
         err = relative_error(y, ref)
+        if ill_conditioned:
+            err = np.linalg.norm(np.asarray(y, np.float64) - ref) / np.linalg.norm(scale)
         assert err < tolerance(backend, dtype), (backend, err)
 
 

@@ -25,7 +25,10 @@ import convbackends as cb
 from convbackends import functional
 from convbackends.backends import cuda as cuda_backend
 from convbackends.backends.cuda import CudaBackend, Tile
-from convbackends.spec import ConvSpec
+from convbackends.backends.cuda import backend as cuda_impl
+from convbackends.backends.cuda import plan as cuda_plan
+from convbackends.spec import ConvSpec, adaptive_pool_spec, pool_spec, unpool_spec
+from reference import oracle
 from reference.calls import assert_close, run_oracle
 
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
@@ -197,6 +200,204 @@ def test_max_pool_window_in_padding_is_minus_inf_and_nan_propagates():
     assert np.isnan(y).sum() == 1
 
 
+# --------------------------------------------------------------------------- parity ops
+# Tiny shapes (the simulator runs a Python thread per output): values and indices must equal
+# the float64 oracle exactly, ties, NaN and infinities included.
+
+INDEX_POOL_CASES = [
+    ((1, 2, 9), dict(kernel_size=3, stride=2, padding=((1, 1),), ceil_mode=True)),
+    ((1, 1, 10), dict(kernel_size=2, stride=3, padding=((0, 2),), dilation=3, ceil_mode=True)),
+    ((1, 2, 5), dict(kernel_size=2, stride=2, padding=((3, 0),))),
+    ((1, 2, 7, 5), dict(kernel_size=(3, 2), stride=(2, 1), padding=1, dilation=(2, 1),
+                        ceil_mode=True)),
+    ((1, 1, 5, 6), dict(kernel_size=2, padding=((2, 0), (0, 3)))),
+    ((1, 1, 4, 5, 5), dict(kernel_size=(2, 3, 2), stride=(1, 2, 2), padding=1,
+                           ceil_mode=True)),
+    ((1, 1, 5, 3, 6), dict(kernel_size=2, stride=(2, 1, 3), padding=((1, 0), (0, 1), (1, 1)),
+                           dilation=(2, 1, 2))),
+]
+ADAPTIVE_MAX_CASES = [((1, 2, 10), (4,)), ((1, 1, 5), (8,)), ((1, 2, 7, 5), (3, 4)),
+                      ((1, 1, 3, 3), (5, 2)), ((1, 1, 5, 4, 3), (2, 3, 2))]
+UNPOOL_CASES = [
+    ((1, 2, 11), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 7, 5), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0))),
+    ((1, 1, 5, 6), dict(kernel_size=2, stride=2, padding=((1, 0), (0, 1)))),
+    ((1, 1, 4, 4, 5), dict(kernel_size=(2, 3, 2), stride=(1, 2, 2), padding=1)),
+]
+INPUT_KINDS = ("normal", "ties", "special")
+
+
+def _parity_input(rng, shape, dtype, kind):
+    """Normals; small integers (equal maxima); or integers with NaN, +inf and -inf."""
+    if kind == "normal":
+        return rng.standard_normal(shape).astype(dtype)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    if kind == "special":
+        u = rng.random(shape)
+        x[u < 0.15] = np.nan
+        x[(u >= 0.15) & (u < 0.25)] = np.inf
+        x[(u >= 0.25) & (u < 0.45)] = -np.inf
+    return x
+
+
+def _assert_pair_equal(got, ref, dtype):
+    values, indices = got
+    assert isinstance(values, np.ndarray) and values.dtype == dtype
+    assert indices.dtype == np.int64 and indices.shape == values.shape
+    np.testing.assert_array_equal(values, ref[0].astype(dtype))
+    np.testing.assert_array_equal(indices, ref[1])
+
+
+def _index_spec(xs, kw, dtype):
+    nd = len(xs) - 2
+    return pool_spec(f"max_pool{nd}d", "max_pool_with_indices", xs, nd, kw["kernel_size"],
+                     kw.get("stride"), kw.get("padding", 0), kw.get("dilation", 1),
+                     kw.get("ceil_mode", False), dtype=dtype)[0]
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", INDEX_POOL_CASES, ids=lambda c: str(c[0]))
+def test_max_pool_with_indices_matches_oracle(rng, case, dtype):
+    xs, kw = case
+    spec = _index_spec(xs, kw, dtype)
+    for kind in INPUT_KINDS:
+        x = _parity_input(rng, xs, dtype, kind)
+        _assert_pair_equal(CudaBackend().max_pool_with_indices(x, spec),
+                           oracle.max_pool_with_indices(x, **kw), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ADAPTIVE_MAX_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_adaptive_max_pool_matches_oracle(rng, case, dtype):
+    xs, sizes = case
+    nd = len(xs) - 2
+    spec = adaptive_pool_spec(f"adaptive_max_pool{nd}d", xs, nd, sizes, dtype,
+                              op="adaptive_max_pool")[0]
+    for kind in INPUT_KINDS:
+        x = _parity_input(rng, xs, dtype, kind)
+        _assert_pair_equal(CudaBackend().adaptive_max_pool(x, spec),
+                           oracle.adaptive_max_pool(x, sizes), dtype)
+
+
+@needs_cuda
+def test_max_pool_with_indices_rules_and_out():
+    x = np.array([[[1.0, 3.0, 3.0, np.nan, 2.0, np.nan, -np.inf, -np.inf, 4.0]]])
+    spec = _index_spec(x.shape, dict(kernel_size=3, stride=3, padding=((3, 0),)), "float64")
+    out = np.full(spec.output_shape, 7.0)
+    backend = CudaBackend()
+    values, indices = backend.max_pool_with_indices(x, spec, out=out)
+    assert values is out
+    np.testing.assert_array_equal(values[0, 0], [-np.inf, 3.0, np.nan, 4.0])
+    np.testing.assert_array_equal(indices[0, 0], [-1, 1, 5, 8])
+    assert backend.last_transfers["device_to_host_bytes"] == 4 * 8 + 4 * 8
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", UNPOOL_CASES, ids=lambda c: str(c[0]))
+def test_max_unpool_round_trip(rng, case, dtype):
+    xs, kw = case
+    nd = len(xs) - 2
+    backend = CudaBackend()
+    for kind in INPUT_KINDS:
+        x = _parity_input(rng, xs, dtype, kind)
+        values, indices = backend.max_pool_with_indices(x, _index_spec(xs, kw, dtype))
+        spec = unpool_spec(f"max_unpool{nd}d", values.shape, indices.shape, nd,
+                           kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),
+                           output_size=xs[2:], dtype=dtype)[0]
+        y = backend.max_unpool(values, indices, spec)
+        ref = oracle.max_unpool(values, indices, kw["kernel_size"], kw.get("stride"),
+                                kw.get("padding", 0), output_size=xs[2:])
+        assert y.dtype == dtype and y.shape == xs
+        np.testing.assert_array_equal(y, ref.astype(dtype))
+
+
+@needs_cuda
+def test_max_unpool_duplicates_are_deterministic_and_last_wins(rng):
+    """Many inputs sent to one output: the last in scan order stays, whatever the threads'
+    order (the claim pass takes the atomic max of input positions)."""
+    xs = (2, 2, 3, 4)
+    x = rng.standard_normal(xs)
+    indices = rng.integers(0, 5, xs)
+    spec = unpool_spec("max_unpool2d", xs, xs, 2, 2, dtype="float64")[0]
+    ref = oracle.max_unpool(x, indices, 2)
+    for _ in range(2):
+        np.testing.assert_array_equal(CudaBackend().max_unpool(x, indices, spec), ref)
+    out = np.full(spec.output_shape, np.nan)
+    assert CudaBackend().max_unpool(x, indices, spec, out=out) is out
+    np.testing.assert_array_equal(out, ref)
+
+
+@needs_cuda
+def test_max_unpool_invalid_index_raises():
+    xs = (1, 2, 2, 2)
+    indices = np.zeros(xs, np.int64)
+    indices[0, 0, 0, 1] = 99
+    indices[0, 1, 1, 0] = -4  # the last bad one in scan order is named, as PyTorch
+    spec = unpool_spec("max_unpool2d", xs, xs, 2, 2, dtype="float32")[0]
+    with pytest.raises(cb.ShapeError, match=r"Found an invalid max index: -4 \(output "
+                                            r"volumes are of size 4x4\)"):
+        CudaBackend().max_unpool(np.ones(xs, np.float32), indices, spec)
+
+
+@needs_cuda
+def test_parity_ops_keep_device_arrays_on_the_device(rng):
+    from numba import cuda
+    x = _parity_input(rng, (1, 2, 6, 5), "float32", "ties")
+    kw = dict(kernel_size=2, stride=2, padding=((0, 0), (1, 0)))
+    backend = CudaBackend()
+    values, indices = backend.max_pool_with_indices(cuda.to_device(x), _index_spec(
+        x.shape, kw, "float32"))
+    assert getattr(values, "__cuda_ndarray__", False) and getattr(indices, "__cuda_ndarray__",
+                                                                  False)
+    assert backend.last_transfers["host_to_device_bytes"] == 0
+    ref = oracle.max_pool_with_indices(x, **kw)
+    _assert_pair_equal((values.copy_to_host(), indices.copy_to_host()), ref, "float32")
+    spec = unpool_spec("max_unpool2d", values.shape, indices.shape, 2, 2, 2, ((0, 0), (1, 0)),
+                       output_size=x.shape[2:])[0]
+    y = backend.max_unpool(values, indices, spec)
+    assert getattr(y, "__cuda_ndarray__", False)
+    np.testing.assert_array_equal(y.copy_to_host(), oracle.max_unpool(
+        ref[0], ref[1], 2, 2, ((0, 0), (1, 0)), output_size=x.shape[2:]).astype(np.float32))
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", [((1, 2, 9), dict(kernel_size=3, stride=2, padding=1,
+                                                   ceil_mode=True), -3),
+                                  ((1, 1, 5, 6), dict(kernel_size=(3, 2), stride=2,
+                                                      padding=((1, 2), (0, 1)),
+                                                      count_include_pad=False), 5),
+                                  ((1, 1, 3, 4, 5), dict(kernel_size=2, padding=1), 7)],
+                         ids=lambda c: str(c[0]))
+def test_avg_pool_divisor_override(rng, case):
+    xs, kw, divisor = case
+    nd = len(xs) - 2
+    x = rng.standard_normal(xs)
+    spec = pool_spec(f"avg_pool{nd}d", "avg_pool", xs, nd, kw["kernel_size"], kw.get("stride"),
+                     kw.get("padding", 0), 1, kw.get("ceil_mode", False),
+                     kw.get("count_include_pad", True), dtype="float64",
+                     divisor_override=divisor)[0]
+    assert_close(CudaBackend().avg_pool(x, spec),
+                 oracle.avg_pool(x, divisor_override=divisor, **kw), RTOL["float64"])
+
+
+def test_supports_the_parity_ops():
+    backend = CudaBackend()
+    xs = (1, 2, 6, 6)
+    specs = {"max_pool_with_indices": _index_spec(xs, dict(kernel_size=2), "float32"),
+             "adaptive_max_pool": adaptive_pool_spec("a", xs, 2, 3, "float32",
+                                                     op="adaptive_max_pool")[0],
+             "max_unpool": unpool_spec("max_unpool2d", xs, xs, 2, 2)[0]}
+    for op, spec in specs.items():
+        assert backend.supports(op, spec) is None, op
+        assert backend.plan(op, spec)["kernel"]
+    assert "float32 and float64" in backend.supports(
+        "max_unpool", specs["max_unpool"].replace(dtype="float16"))
+    assert backend.workspace_bytes("max_unpool", specs["max_unpool"]) == 2 * 12 * 12 * 8 + 8
+
+
 # --------------------------------------------------------------------------- interop
 
 
@@ -346,6 +547,20 @@ def test_choose_split_only_where_tiles_are_few():
     assert cuda_backend.choose_split(1, 10_000, 132) == cuda_backend.MAX_K_SLICES
 
 
+def test_plan_needs_no_gpu():
+    """Planning is pure Python: a convolution's launch, and the grid limits' refusals."""
+    spec = _spec(1, 16, 32)
+    launch = cuda_plan.gemm_launch(spec, cuda_backend.GPU_TILES, 132)
+    assert launch.tile in cuda_backend.GPU_TILES and launch.k_slices >= 1
+    assert launch.grid[2] == launch.k_slices and cuda_plan.gemm_refusal(spec, launch) is None
+    forced = cuda_plan.gemm_launch(spec, cuda_backend.GPU_TILES, 132, Tile(32, 64, 8, 4, 4), 2)
+    assert forced.tile == Tile(32, 64, 8, 4, 4) and forced.grid == (1, 1, 2)
+    wide = _spec(65536, 65536, 65536, (1, 1))
+    assert "z limit" in cuda_plan.gemm_refusal(
+        wide, cuda_plan.gemm_launch(wide, cuda_backend.GPU_TILES, 132))
+    assert cuda_plan.grid_1d(1, 256) == 1 and cuda_plan.grid_1d(10**9, 256) == 1 << 16
+
+
 # --------------------------------------------------------------------------- availability
 
 
@@ -353,17 +568,17 @@ def test_choose_split_only_where_tiles_are_few():
 def test_broken_numba_cuda_becomes_a_reason(monkeypatch):
     from numba import cuda
 
-    from convbackends.backends import _cuda_kernels
+    from convbackends.backends.cuda import kernels as cuda_kernels
 
     def broken():
         raise AttributeError("module 'numpy' has no attribute 'row_stack'")
 
-    monkeypatch.setattr(cuda_backend, "_driver_missing", lambda: None)
-    monkeypatch.setattr(_cuda_kernels, "SIMULATOR", False)
+    monkeypatch.setattr(cuda_impl, "_driver_missing", lambda: None)
+    monkeypatch.setattr(cuda_kernels, "SIMULATOR", False)
     monkeypatch.setattr(cuda, "is_available", lambda: True)
-    monkeypatch.setattr(_cuda_kernels, "probe", broken)
+    monkeypatch.setattr(cuda_kernels, "probe", broken)
     monkeypatch.setattr(np, "__version__", "2.5.2")
-    why = cuda_backend._probe()
+    why = cuda_impl._probe()
     assert "cannot compile and run a kernel" in why and "row_stack" in why
     assert "numpy<2.5" in why
 
@@ -375,7 +590,7 @@ def test_missing_numba_cuda_becomes_a_reason(monkeypatch):
         return None if name == "numba_cuda" else real_find_spec(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    why = cuda_backend._probe()
+    why = cuda_impl._probe()
     assert "numba-cuda is not installed" in why and "convbackends[cuda]" in why
 
 
@@ -409,9 +624,10 @@ def _kernel_signatures(dtype):
     """Every kernel of the backend with the argument types the backend launches it with."""
     from numba import types as nbt
 
-    from convbackends.backends import _cuda_kernels as kernels
+    from convbackends.backends.cuda import kernels
     f = nbt.float32 if dtype == "float32" else nbt.float64
     flat, dims, i8, flag = f[::1], nbt.UniTuple(nbt.int64, 3), nbt.int64, nbt.boolean
+    table = nbt.int64[::1]
     gemm_args = (flat, flat, nbt.int64[:, ::1], flat, flag, flat) + (dims,) * 4 + (i8,) * 7
     direct_args = (flat, flat, flat, flag, flat) + (dims,) * 6 + (i8,) * 5
     found = {f"implicit_gemm_{'x'.join(map(str, t[:3]))}{'_split' if split else ''}":
@@ -422,8 +638,16 @@ def _kernel_signatures(dtype):
         "direct_conv": (kernels.direct_conv(dtype), direct_args),
         "direct_conv_transpose": (kernels.direct_conv_transpose(dtype), direct_args),
         "max_pool": (kernels.max_pool(dtype), (flat, flat) + (dims,) * 6 + (i8,)),
-        "avg_pool": (kernels.avg_pool(dtype), (flat, flat) + (dims,) * 7 + (flag, i8)),
-        "adaptive_avg_pool": (kernels.adaptive_avg_pool(dtype), (flat, flat, dims, dims, i8)),
+        "avg_pool": (kernels.avg_pool(dtype), (flat, flat) + (dims,) * 6 + (table, i8)),
+        "adaptive_avg_pool": (kernels.adaptive_avg_pool(dtype),
+                              (flat, flat, dims, dims, table, i8)),
+        "max_pool_with_indices": (kernels.max_pool_with_indices(dtype),
+                                  (flat, flat, table) + (dims,) * 6 + (i8,)),
+        "adaptive_max_pool": (kernels.adaptive_max_pool(dtype),
+                              (flat, flat, table, dims, dims, table, i8)),
+        "unpool_clear": (kernels.unpool_clear, (table, i8)),
+        "unpool_claim": (kernels.unpool_claim, (table, table, table, i8, i8, i8)),
+        "unpool_gather": (kernels.unpool_gather(dtype), (flat, table, flat, i8)),
         "transpose_weight": (kernels.transpose_weight(), (flat, flat, i8, i8, i8)),
     })
     for ndim in range(1, 6):
@@ -436,7 +660,8 @@ KERNEL_NAMES = (
     [f"implicit_gemm_{t}{split}" for t in ("64x128x8", "128x64x8", "32x64x8")
      for split in ("", "_split")]
     + ["sum_slices", "direct_conv", "direct_conv_transpose", "max_pool", "avg_pool",
-       "adaptive_avg_pool", "transpose_weight"]
+       "adaptive_avg_pool", "max_pool_with_indices", "adaptive_max_pool", "unpool_clear",
+       "unpool_claim", "unpool_gather", "transpose_weight"]
     + [f"contiguous_copy_{n}d" for n in range(1, 6)])
 
 
@@ -476,6 +701,39 @@ def test_kernels_compile_for_sm90(sm90_compiler, monkeypatch, name, dtype):
     if name.startswith("implicit_gemm"):
         assert "ld.shared.v4" in ptx or "ld.shared.v2" in ptx  # vectorised shared loads
         assert "__local_depot" not in ptx  # the micro-tile lives in registers
+
+
+# ------------------------------------------------------------------ PyTorch's parity cases
+
+
+def _small_parity_cases():
+    from reference.golden import PARITY_DIR, load_cases
+    # The simulator runs a thread per output element in Python: the small cases suffice.
+    return [c for c in load_cases(PARITY_DIR) if c[3]["x"].size <= 256]
+
+
+SMALL_PARITY = _small_parity_cases()
+
+
+@needs_cuda
+@pytest.mark.parametrize("name, func, kwargs, arrays", SMALL_PARITY,
+                         ids=[c[0] for c in SMALL_PARITY])
+def test_parity_golden_cases(name, func, kwargs, arrays):
+    """max pooling with indices, adaptive max pooling, unpooling and divisor_override on
+    cuda give PyTorch's values and indices exactly (averages within the float bound)."""
+    fn = getattr(cb, func)
+    operands = (arrays["x"], arrays["indices"]) if func.startswith("max_unpool") \
+        else (arrays["x"],)
+    got = fn(*operands, **kwargs, backend="cuda")
+    got = got if isinstance(got, tuple) else (got,)
+    expected = (arrays["y"],) + ((arrays["y_indices"],) if "y_indices" in arrays else ())
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        if func.startswith("avg_pool"):
+            np.testing.assert_allclose(g, e, rtol=RTOL[e.dtype.name], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(g, e)
+            assert g.dtype == e.dtype
 
 
 # --------------------------------------------------------------------------- the simulator run

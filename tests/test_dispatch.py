@@ -1,4 +1,4 @@
-"""The registry, the default-backend precedence, plug-ins and explain() (CONTRACT §3)."""
+"""The registry, the default-backend precedence, plug-ins and explain() (docs/api.md §5)."""
 
 import threading
 import uuid
@@ -35,7 +35,7 @@ def plugin(monkeypatch):
     backend = Recorder(f"recorder_{uuid.uuid4().hex[:8]}")
     cb.register_backend(backend)
     yield backend
-    dispatch._registry.pop(backend.name, None)
+    dispatch.registry._registry.pop(backend.name, None)
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_unavailable_backend_raises_backend_unavailable():
         assert b.name not in cb.available_backends()
         assert cb.conv2d(x, w, backend="auto").shape == (2, 4, 7, 6)   # auto skips it
     finally:
-        dispatch._registry.pop(b.name)
+        dispatch.registry._registry.pop(b.name)
 
 
 def test_auto_never_raises_unsupported_while_someone_can():
@@ -209,12 +209,12 @@ def test_entry_point_discovery(monkeypatch):
     import importlib.metadata as md
     monkeypatch.setattr(md, "entry_points", lambda group: [FakeEntryPoint()]
                         if group == dispatch.ENTRY_POINT_GROUP else [])
-    monkeypatch.setattr(dispatch, "_entry_points_loaded", False)
+    monkeypatch.setattr(dispatch.registry, "_entry_points_loaded", False)
     try:
         assert name in cb.backends()
         assert isinstance(cb.get_backend(name), Recorder)
     finally:
-        dispatch._registry.pop(name, None)
+        dispatch.registry._registry.pop(name, None)
 
 
 def test_explain_report():
@@ -250,3 +250,55 @@ def test_default_backend_without_the_op_leaves_it_to_auto(clean_defaults):
         assert reason == "backend 'im2col' set as the default"
     with pytest.raises(cb.UnsupportedError):
         cb.max_pool2d(x, 2, backend="im2col")
+
+
+def _entry_points(monkeypatch, *eps):
+    import importlib.metadata as md
+    monkeypatch.setattr(md, "entry_points", lambda group: list(eps)
+                        if group == dispatch.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(dispatch.registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(dispatch.registry, "_plugin_problems", [])
+
+
+class _EP:
+    def __init__(self, name, load):
+        self.name, self.load = name, load
+
+
+def test_broken_entry_points_are_reported_and_never_replace_a_builtin(monkeypatch):
+    im2col = cb.get_backend("im2col")
+
+    def broken():
+        raise ImportError("no module named quantum")
+
+    _entry_points(monkeypatch,
+                  _EP("broken", broken),
+                  _EP("hollow", lambda: type("Hollow", (), {"name": "hollow"})),
+                  _EP("impostor", lambda: Recorder("im2col")))
+    names = cb.backends()
+    assert "broken" not in names and "hollow" not in names
+    assert cb.get_backend("im2col") is im2col
+    problems = dispatch.plugin_report()
+    assert len(problems) == 3
+    assert problems[0].startswith("broken: fails to load (ImportError: no module named quantum")
+    assert problems[1] == "hollow: backend 'hollow' lacks the method available()"
+    assert problems[2] == "impostor: takes the registered name 'im2col'; left out"
+    x, w = _data()
+    np.testing.assert_allclose(cb.conv2d(x, w), cb.conv2d(x, w, backend="naive"), rtol=1e-12)
+
+
+def test_registration_errors_are_conv_errors():
+    with pytest.raises(cb.RegistrationError, match="already registered") as info:
+        cb.register_backend(Recorder("naive"))
+    assert isinstance(info.value, cb.ConvError) and isinstance(info.value, ValueError)
+    with pytest.raises(cb.RegistrationError, match="non-empty string `name`") as info:
+        cb.register_backend(object())
+    assert isinstance(info.value, TypeError)
+
+
+def test_environment_setting_error_names_the_variable(monkeypatch, clean_defaults):
+    monkeypatch.setenv(dispatch.ENV_VAR, "im2cl")
+    x, w = _data()
+    with pytest.raises(cb.UnknownBackendError, match="CONVBACKENDS_BACKEND=im2cl: Unknown "
+                                                     "backend 'im2cl'"):
+        cb.conv2d(x, w)

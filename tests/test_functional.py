@@ -109,3 +109,55 @@ def test_global_avg_pool(rng):
     x3 = rng.standard_normal((1, 2, 3, 4, 5))
     np.testing.assert_allclose(cb.global_avg_pool(x3)[:, :, 0, 0, 0], x3.mean(axis=(2, 3, 4)),
                                rtol=1e-12)
+
+
+# PyTorch 2.13's torch.nn.functional signatures (its docstrings; the builtins have no
+# introspectable signature): our parameters must start with these, in this order.
+TORCH_SIGNATURES = {
+    "conv1d": "input weight bias stride padding dilation groups",
+    "conv2d": "input weight bias stride padding dilation groups",
+    "conv3d": "input weight bias stride padding dilation groups",
+    "conv_transpose1d": "input weight bias stride padding output_padding groups dilation",
+    "conv_transpose2d": "input weight bias stride padding output_padding groups dilation",
+    "conv_transpose3d": "input weight bias stride padding output_padding groups dilation",
+    "max_pool1d": "input kernel_size stride padding dilation ceil_mode return_indices",
+    "max_pool2d": "input kernel_size stride padding dilation ceil_mode return_indices",
+    "max_pool3d": "input kernel_size stride padding dilation ceil_mode return_indices",
+    "avg_pool1d": "input kernel_size stride padding ceil_mode count_include_pad",
+    "avg_pool2d": "input kernel_size stride padding ceil_mode count_include_pad divisor_override",
+    "avg_pool3d": "input kernel_size stride padding ceil_mode count_include_pad divisor_override",
+    "adaptive_avg_pool1d": "input output_size",
+    "adaptive_avg_pool2d": "input output_size",
+    "adaptive_avg_pool3d": "input output_size",
+    "adaptive_max_pool1d": "input output_size return_indices",
+    "adaptive_max_pool2d": "input output_size return_indices",
+    "adaptive_max_pool3d": "input output_size return_indices",
+    "max_unpool1d": "input indices kernel_size stride padding output_size",
+    "max_unpool2d": "input indices kernel_size stride padding output_size",
+    "max_unpool3d": "input indices kernel_size stride padding output_size",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_SIGNATURES))
+def test_positional_order_is_pytorchs(name):
+    import inspect
+    ours = [p.name for p in inspect.signature(getattr(cb, name)).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD]
+    torch_names = TORCH_SIGNATURES[name].split()
+    assert ours[1:len(torch_names)] == torch_names[1:]
+
+
+def test_a_call_copied_from_torch_runs_unchanged():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = cb.conv2d(input=x, weight=w, bias=None, stride=1, padding=1, dilation=1, groups=1)
+    np.testing.assert_allclose(y, cb.conv2d(x, w, None, 1, 1), rtol=1e-12)
+    a = cb.avg_pool2d(x, 2, None, 0, False, True, None)
+    np.testing.assert_allclose(a, cb.avg_pool2d(x, 2), rtol=1e-12)
+    d = cb.avg_pool2d(input=x, kernel_size=2, divisor_override=2)
+    np.testing.assert_allclose(d, 2 * a, rtol=1e-12)
+    m = cb.max_pool2d(x, 2, 2, 0, 1, False, False)
+    np.testing.assert_array_equal(m, cb.max_pool2d(x, 2))
+    with pytest.raises(TypeError, match="multiple values"):
+        cb.conv2d(x, input=x, weight=w)

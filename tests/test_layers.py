@@ -1,4 +1,4 @@
-"""The layer classes of CONTRACT §5: constructors, initialisation, state dicts, train/eval,
+"""The layer classes of docs/api.md §7: constructors, initialisation, state dicts, train/eval,
 backend propagation, shapes from ``output_shape``, and forwards against PyTorch.
 
 The PyTorch comparisons take the ``torch`` fixture, which skips them where torch is not
@@ -13,16 +13,12 @@ from hypothesis import given, settings, strategies as st
 
 import convbackends as cb
 from convbackends import layers as L
+from convbackends.tools.measure import relative_error
 
 
 @pytest.fixture(scope="module")
 def torch():
     return pytest.importorskip("torch", reason="PyTorch twins need torch (CI installs it)")
-
-
-def rel_err(y, ref):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    return np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-300)
 
 
 def load_twin(ours, theirs):
@@ -39,7 +35,7 @@ def check_against_torch(torch, ours, theirs, x, tol=1e-5):
     np.testing.assert_array_equal(x, before)
     assert y.shape == ref.shape == tuple(ours.output_shape(x.shape))
     assert y.dtype == x.dtype
-    assert rel_err(y, ref) < tol
+    assert relative_error(y, ref) < tol
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -146,15 +142,136 @@ def test_pool_layers_on_a_backend_that_does_not_pool(rng):
         L.AvgPool2d(2, backend="no-such-backend")(x)
 
 
-def test_pool_layer_options_not_supported_are_refused():
-    with pytest.raises(cb.UnsupportedError, match="return_indices"):
-        L.MaxPool2d(2, return_indices=True)
-    with pytest.raises(cb.UnsupportedError, match="divisor_override"):
-        L.AvgPool2d(2, divisor_override=3)
+def test_pool_layer_reprs_show_non_defaults():
     assert repr(L.MaxPool2d(3, 2, 1)) == "MaxPool2d(kernel_size=3, stride=2, padding=1)"
+    assert repr(L.MaxPool2d(2, return_indices=True)) == \
+        "MaxPool2d(kernel_size=2, return_indices=True)"
+    assert repr(L.AvgPool2d(2, divisor_override=3)) == \
+        "AvgPool2d(kernel_size=2, divisor_override=3)"
+    assert repr(L.AdaptiveMaxPool2d(3, True)) == \
+        "AdaptiveMaxPool2d(output_size=3, return_indices=True)"
+    assert repr(L.MaxUnpool2d(2, padding=1, backend="naive")) == \
+        "MaxUnpool2d(kernel_size=2, padding=1, backend='naive')"
 
 
-# ----------------------------------------------------------------------------- BatchNorm2d
+# ----------------------------------------------------------------------------- with indices
+
+
+def torch_pair(pair):
+    values, indices = pair
+    return values.numpy(), indices.numpy()
+
+
+def check_pair_against_torch(torch, ours, theirs, x):
+    """Our ``(values, indices)`` equal PyTorch's exactly; ``output_shape`` is the values'."""
+    before = x.copy()
+    values, indices = ours(x)
+    with torch.no_grad():
+        ref_values, ref_indices = torch_pair(theirs(torch.from_numpy(x.copy())))
+    np.testing.assert_array_equal(x, before)
+    assert values.shape == indices.shape == tuple(ours.output_shape(x.shape))
+    assert values.dtype == x.dtype and indices.dtype == np.int64
+    np.testing.assert_array_equal(values, ref_values)
+    np.testing.assert_array_equal(indices, ref_indices)
+    return values, indices
+
+
+INDEX_CASES = [
+    ("MaxPool1d", (3,), dict(stride=2, padding=1, dilation=2, ceil_mode=True), (2, 3, 12)),
+    ("MaxPool2d", (3, 2), dict(padding=1), (2, 3, 9, 8)),
+    ("MaxPool2d", ((2, 3),), dict(stride=1, dilation=(2, 1)), (3, 7, 6)),
+    ("MaxPool3d", (2,), dict(ceil_mode=True), (1, 2, 5, 5, 4)),
+    ("AdaptiveMaxPool2d", (3,), dict(), (2, 3, 7, 7)),
+    ("AdaptiveMaxPool2d", ((3, None),), dict(), (2, 3, 7, 5)),
+    ("AdaptiveMaxPool1d", (4,), dict(), (2, 3, 10)),
+    ("AdaptiveMaxPool3d", ((2, 3, 2),), dict(), (1, 2, 5, 7, 3)),
+]
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["normal", "ties"])
+@pytest.mark.parametrize("name, args, kwargs, x_shape", INDEX_CASES,
+                         ids=[c[0] + str(i) for i, c in enumerate(INDEX_CASES)])
+def test_max_pools_with_indices_match_torch(torch, rng, name, args, kwargs, x_shape, ties):
+    """Values and indices equal PyTorch's, ties (the first maximum wins) included."""
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    if ties:
+        x = np.round(x).astype(np.float32)
+    theirs = getattr(torch.nn, name)(*args, **kwargs, return_indices=True)
+    ours = getattr(L, name)(*args, **kwargs, return_indices=True)
+    values, _ = check_pair_against_torch(torch, ours, theirs, x)
+    np.testing.assert_array_equal(getattr(L, name)(*args, **kwargs)(x), values)
+
+
+UNPOOL_CASES = [
+    (1, (3,), dict(stride=2, padding=1), (2, 3, 11), None),
+    (2, (2,), dict(), (2, 3, 7, 9), (7, 9)),
+    (2, ((3, 2),), dict(stride=(2, 1), padding=(1, 0)), (1, 2, 8, 6), None),
+    (2, (2,), dict(), (3, 6, 4), None),
+    (3, (2,), dict(), (1, 2, 5, 4, 6), (1, 2, 5, 4, 6)),
+]
+
+
+@pytest.mark.parametrize("nd, args, kwargs, x_shape, output_size", UNPOOL_CASES)
+def test_max_unpool_roundtrip_matches_torch(torch, rng, nd, args, kwargs, x_shape,
+                                            output_size):
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    pool = getattr(L, f"MaxPool{nd}d")(*args, **kwargs, return_indices=True)
+    unpool = getattr(L, f"MaxUnpool{nd}d")(*args, **kwargs)
+    values, indices = pool(x)
+    y = unpool(values, indices, output_size=output_size)
+    t_pool = getattr(torch.nn, f"MaxPool{nd}d")(*args, **kwargs, return_indices=True)
+    t_unpool = getattr(torch.nn, f"MaxUnpool{nd}d")(*args, **kwargs)
+    with torch.no_grad():
+        ref = t_unpool(*t_pool(torch.from_numpy(x)), output_size=output_size).numpy()
+    np.testing.assert_array_equal(y, ref)
+    assert y.dtype == x.dtype
+    assert y.shape == unpool.output_shape(values.shape, output_size)
+    if output_size is not None:
+        assert y.shape == x.shape
+
+
+def test_max_unpool_scatters_and_checks_output_size(rng):
+    x = rng.standard_normal((1, 1, 4, 4), dtype=np.float32)
+    values, indices = L.MaxPool2d(2, return_indices=True)(x)
+    y = L.MaxUnpool2d(2)(values, indices)
+    assert L.MaxUnpool2d(2).output_shape((1, 1, 2, 2)) == (1, 1, 4, 4) == y.shape
+    np.testing.assert_array_equal(y.ravel()[indices.ravel()], values.ravel())
+    assert np.count_nonzero(y) == values.size
+    with pytest.raises(cb.ShapeError, match="invalid output_size"):
+        L.MaxUnpool2d(2).output_shape((1, 1, 2, 2), output_size=(6, 4))
+    with pytest.raises(cb.ShapeError, match="invalid output_size"):
+        L.MaxUnpool2d(2)(values, indices, output_size=(6, 4))
+
+
+@pytest.mark.parametrize("name, args, kwargs, x_shape", [
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, ceil_mode=True, divisor_override=5),
+     (2, 3, 8, 9)),
+    ("AvgPool2d", ((2, 3),), dict(count_include_pad=False, padding=1, divisor_override=2),
+     (3, 5, 7)),
+    ("AvgPool3d", (2,), dict(divisor_override=3), (1, 2, 4, 6, 5)),
+])
+def test_avg_pool_divisor_override_matches_torch(torch, rng, name, args, kwargs, x_shape):
+    theirs = getattr(torch.nn, name)(*args, **kwargs)
+    ours = getattr(L, name)(*args, **kwargs)
+    check_against_torch(torch, ours, theirs, rng.standard_normal(x_shape, dtype=np.float32))
+
+
+def test_new_pool_layers_on_a_backend_that_does_not_pool(rng):
+    """As for the other pooling layers, im2col (no pooling at all) leaves them to auto."""
+    x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
+    values, indices = cb.max_pool2d(x, 2, return_indices=True, backend="auto")
+    got = L.MaxPool2d(2, return_indices=True, backend="im2col")(x)
+    np.testing.assert_array_equal(got[0], values)
+    np.testing.assert_array_equal(got[1], indices)
+    np.testing.assert_array_equal(L.MaxUnpool2d(2, backend="im2col")(values, indices),
+                                  cb.max_unpool2d(values, indices, 2, backend="auto"))
+    np.testing.assert_array_equal(L.AdaptiveMaxPool2d(3, backend="im2col")(x),
+                                  cb.adaptive_max_pool2d(x, 3, backend="auto"))
+    np.testing.assert_array_equal(L.AvgPool2d(2, divisor_override=3, backend="im2col")(x),
+                                  cb.avg_pool2d(x, 2, divisor_override=3, backend="auto"))
+
+
+# ----------------------------------------------------------------------------- batch norm
 
 
 def test_batchnorm_training_and_eval_match_torch(torch, rng):
@@ -208,6 +325,55 @@ def test_batchnorm_state_and_errors(rng):
         bn(np.zeros((1, 4, 1, 1)))
     with pytest.raises(cb.ShapeError, match="4 channels"):
         bn(np.zeros((2, 3, 2, 2)))
+
+
+@pytest.mark.parametrize("name, x_shape", [("BatchNorm1d", (4, 5)), ("BatchNorm1d", (4, 5, 7)),
+                                           ("BatchNorm3d", (2, 5, 3, 4, 3))])
+def test_batchnorm_1d_3d_training_and_eval_match_torch(torch, rng, name, x_shape):
+    theirs = getattr(torch.nn, name)(5)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.randn(5))
+        theirs.bias.copy_(torch.randn(5))
+    ours = load_twin(getattr(L, name)(5), theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for step in range(3):
+        x = (rng.standard_normal(x_shape) * (step + 1) + step).astype(np.float32)
+        check_against_torch(torch, ours, theirs, x)
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[key], value.numpy(), rtol=1e-5)
+    ours.eval()
+    theirs.eval()
+    check_against_torch(torch, ours, theirs, rng.standard_normal(x_shape, dtype=np.float32))
+    assert int(ours.num_batches_tracked) == 3
+
+
+@pytest.mark.parametrize("kwargs", [dict(bias=False), dict(affine=False, momentum=None)])
+def test_batchnorm1d_options_match_torch(torch, rng, kwargs):
+    theirs = torch.nn.BatchNorm1d(3, **kwargs)
+    ours = L.BatchNorm1d(3, **kwargs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for _ in range(2):
+        check_against_torch(torch, ours, theirs,
+                            rng.standard_normal((6, 3), dtype=np.float32) + 2)
+
+
+def test_batchnorm_repr_and_bias_keyword():
+    assert repr(L.BatchNorm3d(4, momentum=None, bias=False)) == \
+        "BatchNorm3d(4, momentum=None, bias=False)"
+    assert list(L.BatchNorm1d(4, bias=False).state_dict())[:2] == ["weight", "running_mean"]
+
+
+@pytest.mark.parametrize("cls, bad_shape, message", [
+    (L.BatchNorm1d, (2, 3, 4, 5), r"expected 2D or 3D input \(got 4D input\)"),
+    (L.BatchNorm1d, (3,), r"expected 2D or 3D input \(got 1D input\)"),
+    (L.BatchNorm3d, (2, 3, 4, 5), r"expected 5D input \(got 4D input\)"),
+    (L.BatchNorm2d, (2, 3, 4), r"expected 4D input \(got 3D input\)"),
+    (L.BatchNorm1d, (2, 4), "expected input with 3 channels"),
+    (L.BatchNorm1d, (1, 3), "more than 1 value per channel"),
+])
+def test_batchnorm_input_errors(cls, bad_shape, message):
+    with pytest.raises(cb.ShapeError, match=message):
+        cls(3)(np.ones(bad_shape, np.float32))
 
 
 # ----------------------------------------------------------------------------- other layers
@@ -266,6 +432,11 @@ def test_dropout_training_and_eval(rng):
 
 
 # ----------------------------------------------------------------------------- containers
+
+
+def test_layers_is_an_alias_of_nn():
+    assert L.__all__ == cb.nn.__all__
+    assert all(getattr(L, name) is getattr(cb.nn, name) for name in cb.nn.__all__)
 
 
 def small_net(**kwargs):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import convbackends as cb
-from convbackends import models
+from convbackends import models, nn
+from convbackends.tools.measure import relative_error
 
 # Backends too slow for the two big models (serial direct loops); lenet5 and resnet18
 # cover them.
@@ -25,11 +26,6 @@ def torch():
     torch = pytest.importorskip("torch", reason="PyTorch twins need torch (CI installs it)")
     torch.manual_seed(0)
     return torch
-
-
-def rel_err(y, ref):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    return np.linalg.norm(y - ref) / np.linalg.norm(ref)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -103,6 +99,28 @@ def test_backend_reaches_every_convolution():
     assert all(m.backend == "naive" for m in model.modules())
     np.testing.assert_array_equal(models.lenet5(rng=3).c1.weight,
                                   models.lenet5(rng=3).c1.weight)
+
+
+def test_summary_of_the_parity_layers():
+    """Indices-returning pools are tabulated by their values' shape; 1-D and 3-D batch norm
+    and adaptive max pooling have their shapes too."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.BatchNorm2d(4),
+                        nn.MaxPool2d(2, return_indices=True))
+    s = models.summary(net, (2, 3, 9, 9))
+    assert [(r.kind, r.output_shape) for r in s.rows][1:] == [
+        ("BatchNorm2d", (2, 4, 7, 7)), ("MaxPool2d", (2, 4, 3, 3))]
+    assert s.rows[2].activation_bytes == 2 * 4 * 3 * 3 * 4
+    seq = nn.Sequential(nn.Conv1d(2, 6, 3, rng=0), nn.BatchNorm1d(6), nn.AdaptiveMaxPool1d(4),
+                        nn.Flatten(), nn.Linear(24, 5, rng=1), nn.BatchNorm1d(5))
+    rows = models.summary(seq, (3, 2, 11)).rows
+    assert [r.output_shape for r in rows] == [(3, 6, 9), (3, 6, 9), (3, 6, 4), (3, 24),
+                                              (3, 5), (3, 5)]
+    assert rows[1].params == rows[5].params + 2 == 12
+    vol = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1, rng=0), nn.BatchNorm3d(2),
+                        nn.AvgPool3d(2, divisor_override=3), nn.AdaptiveMaxPool3d((1, 2, 1)))
+    assert models.summary(vol, (1, 1, 4, 6, 4)).rows[-1].output_shape == (1, 2, 1, 2, 1)
+    with pytest.raises(cb.ShapeError, match="expected 5D input"):
+        models.summary(vol, (1, 4, 6, 4))
 
 
 # ----------------------------------------------------------------------------- PyTorch twins
@@ -227,7 +245,7 @@ def test_forward_equals_pytorch_twin(twins, name, backend):
         pytest.skip(f"{backend} declines a layer of {name}: {e}")
     np.testing.assert_array_equal(x, before)
     assert y.shape == ref.shape and y.dtype == np.float32
-    assert rel_err(y, ref) < 1e-4
+    assert relative_error(y, ref) < 1e-4
 
 
 def test_resnet18_training_mode_matches_pytorch(torch):
@@ -239,7 +257,7 @@ def test_resnet18_training_mode_matches_pytorch(torch):
     x = np.random.default_rng().standard_normal((2, 3, 64, 64), dtype=np.float32)
     with torch.no_grad():
         ref = theirs(torch.from_numpy(x)).numpy()
-    assert rel_err(ours(x), ref) < 1e-4
+    assert relative_error(ours(x), ref) < 1e-4
     for key, value in theirs.state_dict().items():
-        assert rel_err(ours.state_dict()[key], value.numpy()) < 1e-5, key
+        assert relative_error(ours.state_dict()[key], value.numpy()) < 1e-5, key
     assert int(ours.layer3[1].bn2.num_batches_tracked) == 1

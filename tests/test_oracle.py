@@ -163,3 +163,79 @@ def test_oracle_does_not_modify_inputs_and_accepts_float32():
     assert y.dtype == np.float64
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+
+
+# --------------------------------------------------------------------------- max pooling's indices
+
+
+def test_max_pool_with_indices_rules():
+    nan, inf = np.nan, np.inf
+    # windows of 3: ties (first wins), two NaNs (last wins), a number after -inf, +inf ties,
+    # all -inf (the first tap)
+    x = np.array([1, 3, 3, nan, 2, nan, 5, -inf, -inf, -inf, inf, inf, -inf, -inf, -inf])[None, None]
+    values, indices = oracle.max_pool_with_indices(x, 3)
+    np.testing.assert_array_equal(values[0, 0], [3, nan, 5, inf, -inf])  # PyTorch 2.13.0
+    np.testing.assert_array_equal(indices[0, 0], [1, 5, 6, 10, 12])
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(oracle.max_pool(x, 3), values)
+
+
+def test_max_pool_with_indices_padding_and_2d_flat_index():
+    x = np.array([-np.inf, 2.0, -np.inf])[None, None]
+    values, indices = oracle.max_pool_with_indices(x, 2, 2, padding=[(4, 1)])
+    np.testing.assert_array_equal(values[0, 0], [-np.inf, -np.inf, 2.0, -np.inf])
+    np.testing.assert_array_equal(indices[0, 0], [-1, -1, 1, 2])  # -1: wholly in padding
+    x = np.zeros((1, 1, 3, 4))
+    x[0, 0, 2, 1] = 7.0
+    values, indices = oracle.max_pool_with_indices(x, (2, 2), 1, dilation=(1, 2), ceil_mode=True)
+    assert values.shape == (1, 1, 2, 2)
+    # window (oh, ow) covers rows oh, oh + 1 and columns ow, ow + 2; only (1, 1) holds the 7
+    # (at row 2, column 1: 2*4 + 1), the others are zeros and give their first tap
+    np.testing.assert_array_equal(indices[0, 0], [[0, 1], [4, 9]])
+    np.testing.assert_array_equal(values[0, 0], [[0, 0], [0, 7]])
+
+
+def test_adaptive_max_pool_windows_and_indices():
+    x = np.array([3.0, 1.0, 3.0, 2.0, 4.0, 4.0, 0.0])[None, None]
+    values, indices = oracle.adaptive_max_pool(x, 3)  # [0, 3), [2, 5), [4, 7)
+    np.testing.assert_array_equal(values[0, 0], [3, 4, 4])
+    np.testing.assert_array_equal(indices[0, 0], [0, 4, 4])
+    values, indices = oracle.adaptive_max_pool(x[..., :3], 5)  # upsampling repeats taps
+    np.testing.assert_array_equal(indices[0, 0], [0, 0, 1, 2, 2])
+    x2 = np.arange(12.0).reshape(1, 1, 3, 4)
+    values, indices = oracle.adaptive_max_pool(x2, (2, None))
+    np.testing.assert_array_equal(indices[0, 0], [[4, 5, 6, 7], [8, 9, 10, 11]])
+
+
+def test_max_unpool_scatter():
+    x = np.array([[[5.0, 7.0, 6.0]]])
+    y = oracle.max_unpool(x, np.array([[[1, 1, 4]]]), 2)  # the last write stays
+    np.testing.assert_array_equal(y[0, 0], [0, 7, 0, 0, 6, 0])
+    y = oracle.max_unpool(x, np.array([[[0, 2, 7]]]), 2, output_size=(1, 1, 8))
+    np.testing.assert_array_equal(y[0, 0], [5, 0, 7, 0, 0, 0, 0, 6])
+    assert oracle.max_unpool(x, np.zeros((1, 1, 3), int), 3, 2, padding=1).shape == (1, 1, 5)
+    message = r"^Found an invalid max index: 6 \(output volumes are of size 6x1\)$"
+    with pytest.raises(ValueError, match=message):
+        oracle.max_unpool(x, np.array([[[-1, 2, 6]]]), 2)
+
+
+def test_max_unpool_inverts_max_pool_positions():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 8))
+    values, indices = oracle.max_pool_with_indices(x, 2)
+    y = oracle.max_unpool(values, indices, 2)
+    assert y.shape == x.shape
+    kept = y != 0
+    np.testing.assert_array_equal(y[kept], x[kept])
+    assert kept.sum() == values.size
+
+
+def test_avg_pool_divisor_override():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    # PyTorch 2.13.0: F.avg_pool2d(x, 2, divisor_override=-2), and one with padding and ceil
+    y = oracle.avg_pool(x, 2, divisor_override=-2)
+    np.testing.assert_array_equal(y[0, 0], [[-5, -9], [-21, -25]])
+    y = oracle.avg_pool(x, 3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=3)
+    np.testing.assert_allclose(y[0, 0], [[10 / 3, 8, 10 / 3], [17, 30, 11], [25 / 3, 14, 5]], rtol=1e-15)
+    with pytest.raises(ValueError):
+        oracle.avg_pool(x, 2, divisor_override=0)

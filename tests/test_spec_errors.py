@@ -1,4 +1,4 @@
-"""Argument normalisation and every error path of CONTRACT §1-§2, messages included."""
+"""Argument normalisation and every error path of docs/api.md §1-§4, messages included."""
 
 import numpy as np
 import pytest

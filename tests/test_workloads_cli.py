@@ -1,15 +1,25 @@
-"""Named layer suites (convbackends.workloads) and the command line (convbackends.cli)."""
+"""The measuring room: workloads, the timing loop, float64 references, the command line."""
 
+import ast
 import csv
+import importlib
+import importlib.util
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import convbackends as cb
-from convbackends import cli, workloads
+from convbackends.errors import ConvError, ShapeError
+from convbackends.tools import cli, compare, measure, reference, workloads
+from convbackends.tools.peer import Peer, PeerError
 from reference import oracle
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "mobilenet", "signals",
             "volumes", "large-kernels"]
@@ -112,8 +122,118 @@ def test_unknown_names_list_the_known_ones():
         workloads.suite("resnet101")
     with pytest.raises(workloads.UnknownSuiteError, match="resnet18.conv1"):
         workloads.layer("resnet18.layer9.conv1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ShapeError):
         workloads.suite("lenet5", batch=0)
+    assert issubclass(workloads.UnknownSuiteError, ConvError)
+    assert issubclass(cli.UsageError, ConvError)
+    assert cb.workloads is workloads
+
+
+# ---------------------------------------------------------------------------- measure
+
+def fake(seconds, log, name, fail_at=None):
+    """A sampler that logs ``(name, settle)`` and claims ``seconds`` without waiting."""
+    def sample(settle):
+        log.append((name, settle))
+        if fail_at is not None and len([n for n, _ in log if n == name]) == fail_at:
+            raise RuntimeError(f"{name} broke")
+        return seconds
+    return sample
+
+
+def test_rounds_rotate_and_settle_only_short_calls_of_several():
+    log = []
+    timings = measure.time_calls({"a": fake(0.01, log, "a"), "b": fake(1.0, log, "b")},
+                                 repeat=3, settle=0.2, settle_below=0.5)
+    assert log == [("a", 0.0), ("b", 0.0), ("a", 0.2), ("b", 0.0), ("b", 0.0), ("a", 0.2),
+                   ("a", 0.2), ("b", 0.0)]
+    assert timings["a"].first == 0.01 and timings["a"].samples == [0.01] * 3
+    assert timings["b"].median == timings["b"].min == 1.0
+    log.clear()
+    measure.time_calls({"a": fake(0.01, log, "a")}, repeat=2)
+    assert all(settle == 0.0 for _, settle in log)      # alone: nothing to settle
+
+
+def test_budget_failures_and_slow_warm_ups():
+    log = []
+    timings = measure.time_calls(
+        {"slow": fake(2.0, log, "slow"), "broken": fake(0.1, log, "broken", fail_at=1),
+         "late": fake(0.1, log, "late", fail_at=3), "huge": fake(50.0, log, "huge")},
+        repeat=5, budget=3.0, warmup_limit=10.0, catch=(RuntimeError,))
+    assert timings["slow"].samples == [2.0, 2.0]
+    assert timings["broken"].first is None and not timings["broken"].samples
+    assert str(timings["broken"].failure) == "broken broke"
+    assert timings["late"].samples == [0.1] and timings["late"].failure is not None
+    assert timings["huge"].first == 50.0 and timings["huge"].samples == []
+    with pytest.raises(RuntimeError):
+        measure.time_calls({"broken": fake(0.1, [], "broken", fail_at=1)})
+
+
+def test_time_call_counts_calls():
+    calls = []
+    timing = measure.time_call(lambda: calls.append(1), repeat=3, number=2)
+    assert len(calls) == 2 + 3 * 2 and len(timing.samples) == 3
+    assert timing.first >= 0 and timing.min <= timing.median
+
+
+def test_relative_error_skips_non_finite_reference_entries():
+    ref = np.array([1.0, np.inf, 2.0])
+    assert measure.relative_error(np.array([1.0, 0.0, 2.0]), ref) == 0.0
+    assert measure.relative_error(np.ones(2), np.zeros(2)) == pytest.approx(2 ** 0.5)
+
+
+def test_measure_imports_only_numpy_and_the_standard_library():
+    tree = ast.parse(Path(measure.__file__).read_text(encoding="utf-8"))
+    imported = [alias.name for node in tree.body if isinstance(node, ast.Import)
+                for alias in node.names]
+    imported += [node.module if node.level == 0 else "." for node in tree.body
+                 if isinstance(node, ast.ImportFrom)]
+    allowed = sys.stdlib_module_names | {"numpy"}
+    assert imported and all(name.split(".")[0] in allowed for name in imported)
+
+
+def constant_contender(value):
+    """A peer setup target: a contender returning ``value``, and the process it runs in."""
+    return (lambda: np.full(3, value)), {"pid": os.getpid()}
+
+
+def test_peer_runs_its_contender_in_a_process_of_its_own():
+    with Peer() as peer:
+        info = peer.setup(f"{__name__}:constant_contender", value=2.0)
+        assert info["pid"] != os.getpid()
+        timings = measure.time_calls({"peer": peer.sample}, repeat=2)
+        assert len(timings["peer"].samples) == 2
+        np.testing.assert_array_equal(peer.result(), [2.0, 2.0, 2.0])
+        with pytest.raises(PeerError, match="ValueError"):
+            peer.setup("os:getcwd")             # not a (run, info) pair
+    assert issubclass(PeerError, ConvError)
+
+
+# -------------------------------------------------------------------------- reference
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 6, 9, 11), (4, 3, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+                                       groups=2)),
+    ((1, 4, 17), (4, 1, 5), dict(stride=3, padding=2, dilation=2, groups=4)),
+    ((2, 3, 5, 6, 7), (5, 3, 2, 3, 2), dict(padding=1))])
+def test_reference_conv_matches_the_oracle(x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s) for s in (x_shape, w_shape, w_shape[0]))
+    np.testing.assert_allclose(reference.conv(x, w, b, **kwargs),
+                               oracle.conv(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, dilation", [
+    (dict(kernel_size=3, stride=2, padding=1), 2),
+    (dict(kernel_size=(2, 3), stride=(2, 1), padding=(1, 1)), 1)])
+def test_reference_pools_match_the_oracle(kwargs, dilation):
+    x = np.random.default_rng(1).standard_normal((2, 3, 11, 12))
+    np.testing.assert_array_equal(reference.max_pool(x, **kwargs, dilation=dilation),
+                                  oracle.max_pool(x, **kwargs, dilation=dilation))
+    for include in (True, False):
+        np.testing.assert_allclose(reference.avg_pool(x, **kwargs, count_include_pad=include),
+                                   oracle.avg_pool(x, **kwargs, count_include_pad=include),
+                                   rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------ cli
@@ -132,7 +252,7 @@ def test_info_reports_backends_threads_and_blas(capsys):
         assert f"  {name} " in out
     assert "limits: convolution and transposed convolution only" in out     # im2col's line
     assert "numba" in out and "threads" in out and "BLAS" in out
-    assert "autotune: " in out
+    assert "autotune: " in out and "plug-ins: " in out
 
 
 @pytest.mark.parametrize("argv, listed", [
@@ -149,7 +269,7 @@ def test_compare_checks_every_result_and_writes_csv(capsys, tmp_path):
     code, out, err = run_cli(capsys, "compare", "--suite", "lenet5", "--backends",
                              "naive,im2col", "--repeat", "2", "--csv", str(path))
     assert code == 0
-    assert "reference: float64 oracle" in out and "picks " in out
+    assert f"reference: {compare.REFERENCE_LABEL}" in out and "picks " in out
     assert "3/3" in err                         # the progress line reached the end
     rows = list(csv.DictReader(path.open()))
     assert [(r["layer"], r["backend"]) for r in rows] == [
@@ -173,8 +293,10 @@ def test_compare_markdown_and_plot(capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_torch_column(capsys, tmp_path):
-    pytest.importorskip("torch")
+def test_compare_torch_column_runs_torch_elsewhere(capsys, tmp_path):
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed")
+    imported_before = "torch" in sys.modules             # other tests may have imported it
     path = tmp_path / "t.csv"
     code, out, _ = run_cli(capsys, "compare", "--suite", "lenet5", "--backends", "im2col",
                            "--repeat", "1", "--torch", "--csv", str(path))
@@ -182,16 +304,62 @@ def test_compare_torch_column(capsys, tmp_path):
     assert "geometric mean torch / auto" in out
     rows = [r for r in csv.DictReader(path.open()) if r["backend"] == "torch"]
     assert len(rows) == 3 and all(float(r["rel_error"]) < 1e-5 for r in rows)
+    assert imported_before or "torch" not in sys.modules
 
 
 def test_naive_is_left_out_of_big_layers_unless_named():
     lay = workloads.layer("vgg16.features.2")
     explanation = cb.explain(lay.x_shape, lay.w_shape, **lay.conv_kwargs())
-    assert cli._skip_reason("naive", lay, explanation, named=False).startswith("skipped")
-    assert cli._skip_reason("naive", lay, explanation, named=True) is None
+    assert compare.skip_reason("naive", lay, explanation, named=False).startswith("skipped")
+    assert compare.skip_reason("naive", lay, explanation, named=True) is None
 
 
 def test_python_m_convbackends():
     done = subprocess.run([sys.executable, "-m", "convbackends", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == f"convbackends {cb.__version__}"
+
+
+def test_console_script_is_the_cli():
+    tomllib = pytest.importorskip("tomllib")            # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    module, _, name = pyproject["project"]["scripts"]["convbackends"].partition(":")
+    assert getattr(importlib.import_module(module), name) is cli.main
+
+
+# Run after the compare tests above, so Numba's on-disk cache is warm.
+AUDITED_COMPARE = """
+import json, os, site, sys
+opened = []
+def audit(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        opened.append(os.path.abspath(os.fsdecode(args[0])))
+sys.addaudithook(audit)
+from convbackends.tools import cli
+code = cli.main(["compare", "--suite", "lenet5", "--backends", "im2col", "--repeat", "1"])
+print(json.dumps({"code": code, "opened": opened,
+                  "installed": [sys.prefix, sys.base_prefix] + site.getsitepackages()}))
+"""
+
+
+def test_cli_reads_no_file_outside_the_package(tmp_path):
+    """``compare``, run elsewhere, opens no file of the checkout but the package's own.
+
+    The checkout is not on ``sys.path`` (the package is reached through a link), and every
+    file Python opens, imports included, is audited: reading ``reference/`` or anything
+    else beside the package would break the installed wheel, which ships only
+    ``convbackends``. Files of the Python installation (a virtual environment may sit in
+    the checkout) do not count.
+    """
+    package = Path(cb.__file__).resolve().parent
+    (tmp_path / "path").mkdir()
+    (tmp_path / "path" / "convbackends").symlink_to(package, target_is_directory=True)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "path"))
+    done = subprocess.run([sys.executable, "-c", AUDITED_COMPARE], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0
+    allowed = [package] + [Path(p) for p in report["installed"]]
+    outside = [p for p in map(Path, report["opened"])
+               if p.is_relative_to(ROOT) and not any(p.is_relative_to(a) for a in allowed)]
+    assert outside == []

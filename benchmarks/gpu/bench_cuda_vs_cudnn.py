@@ -13,7 +13,12 @@ Method (the one behind GPU.md's anchor table, so rows compare):
   in strict fp32 (``allow_tf32 = False``) and in TF32; our kernels are always strict fp32;
 - CUDA events around each call, a ~1 ms GPU sleep before each so Python's launch overhead
   is hidden, inputs rotated over 8 buffers so L2 does not flatter, the median of
-  ``--repeats`` after ``--warmup`` calls; Numba's deallocations deferred while timing;
+  ``--repeats`` after ``--warmup`` calls (the shared loop,
+  :func:`convbackends.tools.measure.time_calls`, with a CUDA-event sampler); Numba's
+  deallocations deferred while timing;
+- cuDNN and our kernels share one process here, unlike the CPU comparisons: they share the
+  device memory of the inputs, and CUDA events time the device, which host thread pools
+  do not slow;
 - the first call of each backend configuration timed separately (wall clock, synchronised):
   it includes compiling the kernel unless Numba's on-disk cache already holds it;
 - relative error ``||y - ref|| / ||ref||`` against cuDNN in float64;
@@ -22,11 +27,10 @@ Method (the one behind GPU.md's anchor table, so rows compare):
 """
 
 import argparse
+import itertools
 import json
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import convbackends as cb  # noqa: E402
 from convbackends.backends.cuda import GPU_TILES, CudaBackend  # noqa: E402
+from convbackends.tools.measure import relative_error, time_call, time_calls  # noqa: E402
 
 # GPU.md's anchor rows: (N, C, H, W, K, kernel, stride, pad, groups).
 LAYERS = [
@@ -90,40 +95,35 @@ class Timer:
         end.synchronize()
         return int(1_000_000 / max(start.elapsed_time(end), 1e-3))
 
+    def _event_sampler(self, fn, inputs):
+        """A sampler: device seconds between events around ``fn(input)``, inputs rotated."""
+        torch, calls = self.torch, itertools.count()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def sample(settle):         # nothing to settle: host thread pools do not slow the GPU
+            if self.sleep_cycles:
+                torch.cuda._sleep(int(self.sleep_cycles))
+            start.record()
+            fn(inputs[next(calls) % len(inputs)])
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        return sample
+
     def gpu_ms(self, fn, inputs):
         """Median milliseconds between events around ``fn(input)``, inputs rotated."""
-        torch = self.torch
-        for i in range(self.warmup):
-            fn(inputs[i % len(inputs)])
-        torch.cuda.synchronize()
-        times = []
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with self.cuda.defer_cleanup():
-            for i in range(self.repeats):
-                if self.sleep_cycles:
-                    torch.cuda._sleep(int(self.sleep_cycles))
-                start.record()
-                fn(inputs[i % len(inputs)])
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-        return statistics.median(times)
+            timing = time_calls({"gpu": self._event_sampler(fn, inputs)},
+                                repeat=self.repeats, warmup=self.warmup)["gpu"]
+        return timing.median * 1e3
 
     def wall_s(self, fn, repeats=1):
         """Median wall seconds of ``fn()`` including a device synchronisation."""
-        times = []
-        for _ in range(repeats):
-            self.torch.cuda.synchronize()
-            t0 = time.perf_counter()
+        def synced():
             fn()
             self.torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-
-def relative_error(y, ref):
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
+        self.torch.cuda.synchronize()
+        return time_call(synced, repeat=repeats, warmup=0).median
 
 
 def bandwidth_gbs(timer, cuda, host):

@@ -5,15 +5,16 @@ Outside the default test run (``testpaths`` is ``tests``); select it by path::
     pytest benchmarks/pytest --benchmark-group-by=param:layer --benchmark-columns=median,iqr,ops
 
 Each layer is its own group (``benchmark.group``), so one table compares the backends on it;
-every result is also checked against the float64 oracle before it is timed.
+every result is also checked against the float64 reference before it is timed. The timing
+itself is pytest-benchmark's (it calibrates rounds and reports their spread).
 """
 
 import numpy as np
 import pytest
 
 import convbackends as cb
-from convbackends import workloads
-from convbackends.cli import Reference
+from convbackends.tools import reference, workloads
+from convbackends.tools.measure import NAIVE_MAX_MACS, relative_error
 
 pytestmark = pytest.mark.benchmark_suite
 
@@ -21,18 +22,12 @@ BATCH = 2
 LAYERS = ["resnet18.layer1.0.conv1", "resnet18.layer3.0.conv2", "resnet50.layer2.0.conv3",
           "mobilenet.block3.dw", "large-kernels.blur31", "signals.m5.conv2"]
 BACKENDS = ["naive", "im2col", "fft", "winograd", "numba", "cuda", "auto"]
-NAIVE_MAX_MACS = 30_000_000
-TOLERANCE = {"fft": 1e-4, "winograd": 1e-4}     # CONTRACT §1; 1e-5 for the others
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return Reference()
+TOLERANCE = {"fft": 1e-4, "winograd": 1e-4}     # docs/api.md §1.7; 1e-5 for the others
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layer", LAYERS)
-def test_conv(benchmark, reference, layer, backend):
+def test_conv(benchmark, layer, backend):
     lay = workloads.layer(layer, batch=BATCH)
     b = cb.get_backend(backend)
     why = b.available() or b.supports("conv", lay.spec())
@@ -43,11 +38,10 @@ def test_conv(benchmark, reference, layer, backend):
     x, w, bias = lay.make_inputs()
     kwargs = lay.conv_kwargs()
     out = np.empty(lay.output_shape, np.float32)
-    ref = reference(lay, x, w, bias)
     y = cb.conv(x, w, bias, backend=backend, **kwargs)      # also the warm-up (Numba compiles)
-    error = np.linalg.norm(y - ref) / np.linalg.norm(ref)
+    error = relative_error(y, reference.conv(x, w, bias, **kwargs))
     assert error < TOLERANCE.get(backend, 1e-5)
 
     benchmark.group = layer
-    benchmark.extra_info.update(gflop=lay.flops / 1e9, rel_error=float(error))
+    benchmark.extra_info.update(gflop=lay.flops / 1e9, rel_error=error)
     benchmark(cb.conv, x, w, bias, backend=backend, out=out, **kwargs)

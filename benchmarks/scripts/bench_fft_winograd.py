@@ -6,19 +6,21 @@ Usage (one benchmark at a time on a shared machine; BLAS variables unset for tim
         MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
         python benchmarks/scripts/bench_fft_winograd.py winograd|fft|crossover|accuracy
 
-Each timing table interleaves the contenders call by call, ``--repeat`` rounds, and reports
-the median per contender and the ratios taken within the same run. ``accuracy`` prints the
-relative error ``||y - ref|| / ||ref||`` against the float64 oracle per Winograd tile size
-and point set.
+Each timing table interleaves the contenders call by call, ``--repeat`` rounds
+(:func:`convbackends.tools.measure.time_calls`; PyTorch, where installed, in a process of
+its own), and reports the median per contender and the ratios taken within the same run.
+``accuracy`` prints the relative error ``||y - ref|| / ||ref||`` against the float64
+reference per Winograd tile size and point set.
 """
 
 import argparse
+import contextlib
+import importlib.util
 import os
 import pathlib
 import platform
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -27,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import convbackends as cb  # noqa: E402
 from convbackends.backends.winograd import toom_cook  # noqa: E402
-from reference import oracle  # noqa: E402
+from convbackends.tools import reference  # noqa: E402
+from convbackends.tools.measure import Sampler, relative_error, time_calls  # noqa: E402
+from convbackends.tools.peer import Peer  # noqa: E402
 
 # (name, C_in, C_out, H=W): the 3x3 stride-1 layers (padding 1) of ResNet-18 and VGG-16.
 RESNET18_3X3 = [("resnet18.layer1", 64, 64, 56), ("resnet18.layer2", 128, 128, 28),
@@ -55,46 +59,23 @@ def _machine():
     return f"{model}, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
 
 
-def _torch_conv():
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(2)
+def _time_side_by_side(names, x, w, stride, padding, repeat, peer):
+    """Best and median seconds per contender over ``repeat`` interleaved rounds.
 
-    def run(x, w, stride, padding):
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w),
-                                              stride=stride, padding=padding)
-    return run
-
-
-def _contenders(names):
-    torch_conv = _torch_conv()
-    out = {}
-    for name in names:
-        if name == "torch":
-            if torch_conv is not None:
-                out[name] = torch_conv
-        else:
-            out[name] = (lambda b: lambda x, w, s, p: cb.conv2d(x, w, stride=s, padding=p,
-                                                                 backend=b))(name)
-    return out
-
-
-def _time_side_by_side(contenders, args, repeat):
-    """Best and median seconds per contender, the contenders called in turn ``repeat``
-    times. On a shared machine the best is the one to compare (the median carries other
-    processes' load); both are printed."""
-    for f in contenders.values():
-        f(*args)                               # warm-up: compile, cache filter transforms
-    times = {name: [] for name in contenders}
-    for _ in range(repeat):
-        for name, f in contenders.items():
-            t0 = time.perf_counter()
-            f(*args)
-            times[name].append(time.perf_counter() - t0)
-    return {name: (min(t), float(np.median(t))) for name, t in times.items()}
+    On a shared machine the best is the one to compare (the median carries other
+    processes' load); both are printed. ``"torch"`` runs in ``peer``, and is left out
+    without one.
+    """
+    out = np.empty(cb.explain(x.shape, w.shape, stride=stride, padding=padding).output_shape,
+                   x.dtype)
+    samplers = {n: Sampler(lambda n=n: cb.conv2d(x, w, stride=stride, padding=padding,
+                                                 backend=n, out=out))
+                for n in names if n != "torch"}
+    if "torch" in names and peer is not None:
+        peer.setup_conv(x, w, threads=2, stride=stride, padding=padding)
+        samplers["torch"] = peer.sample
+    timings = time_calls(samplers, repeat=repeat)
+    return {name: (t.min, t.median) for name, t in timings.items()}
 
 
 def _table(rows, names, base):
@@ -111,36 +92,35 @@ def _table(rows, names, base):
     return "\n".join(lines)
 
 
-def bench_winograd(args):
+def bench_winograd(args, peer):
     rng = np.random.default_rng(0)
-    names = ["im2col", "winograd", "torch"]
-    contenders = _contenders(names)
+    names = ["im2col", "winograd"] + (["torch"] if peer else [])
     rows = []
     for label, c, k, hw in RESNET18_3X3 + VGG16_3X3:
         x = rng.standard_normal((args.batch, c, hw, hw)).astype(np.float32)
         w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
         rows.append((f"{label} {c}->{k} {hw}x{hw}",
-                     _time_side_by_side(contenders, (x, w, 1, 1), args.repeat)))
+                     _time_side_by_side(names, x, w, 1, 1, args.repeat, peer)))
         print(rows[-1], flush=True)
-    return _table(rows, list(contenders), "im2col")
+    return _table(rows, names, "im2col")
 
 
-def bench_fft(args):
+def bench_fft(args, peer):
     rng = np.random.default_rng(1)
-    contenders = _contenders(["im2col", "fft", "torch"])
+    names = ["im2col", "fft"] + (["torch"] if peer else [])
     rows = []
     for label, n, c, k, hw, ks, s, p in LARGE_KERNELS:
         x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
         w = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
-        rows.append((label, _time_side_by_side(contenders, (x, w, s, p), args.repeat)))
+        rows.append((label, _time_side_by_side(names, x, w, s, p, args.repeat, peer)))
         print(rows[-1], flush=True)
-    return _table(rows, list(contenders), "im2col")
+    return _table(rows, names, "im2col")
 
 
-def bench_crossover(args):
+def bench_crossover(args, peer):
     """Sweeps of kernel size, image size and channels: where fft / winograd start to win."""
     rng = np.random.default_rng(2)
-    contenders = _contenders(["im2col", "fft", "winograd"])
+    names = ["im2col", "fft", "winograd"]
     rows = []
     sweeps = ([("kernel", 8, 16, 16, 64, ks) for ks in (3, 5, 7, 9, 11, 15)]
               + [("image", 1, 1, 1, hw, 15) for hw in (32, 64, 128, 256, 512)]
@@ -149,12 +129,11 @@ def bench_crossover(args):
     for sweep, n, c, k, hw, ks in sweeps:
         x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
         w = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
-        active = {name: f for name, f in contenders.items()
-                  if name != "winograd" or ks <= 7}
-        t = _time_side_by_side(active, (x, w, 1, ks // 2), args.repeat)
+        active = [name for name in names if name != "winograd" or ks <= 7]
+        t = _time_side_by_side(active, x, w, 1, ks // 2, args.repeat, peer)
         rows.append((f"{sweep}: N={n} C=K={c} {hw}x{hw} k={ks}", t))
         print(rows[-1], flush=True)
-    return _table(rows, list(contenders), "im2col")
+    return _table(rows, names, "im2col")
 
 
 def _winograd_2d(x, w, m, points, dtype):
@@ -184,7 +163,7 @@ POINT_SETS = {
 }
 
 
-def bench_accuracy(args):
+def bench_accuracy(args, peer):
     from fractions import Fraction
     rng = np.random.default_rng(3)
     layers = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -196,15 +175,14 @@ def bench_accuracy(args):
             if (c, h, r) not in data:
                 x = rng.standard_normal((1, c, h + r - 1, h + r - 1))
                 w = rng.standard_normal((c, c, r, r))
-                data[c, h, r] = (x, w, oracle.conv(x, w))
+                data[c, h, r] = (x, w, reference.conv(x, w))
         for points in sets:
             pts = tuple(Fraction(p).limit_denominator(10) for p in points)
             errors, worst64 = [], 0.0
             for c, h in layers:
                 x, w, ref = data[c, h, r]
                 for dtype in ("float32", "float64"):
-                    y = _winograd_2d(x, w, m, pts, dtype)[..., :h, :h]
-                    e = np.linalg.norm(y - ref) / np.linalg.norm(ref)
+                    e = relative_error(_winograd_2d(x, w, m, pts, dtype)[..., :h, :h], ref)
                     if dtype == "float32":
                         errors.append(f"{e:.1e}")
                     else:
@@ -217,8 +195,7 @@ def bench_accuracy(args):
         x, w, ref = data[c, h, 3]
         x32, w32 = x.astype(np.float32), w.astype(np.float32)
         for name in ("im2col", "fft", "winograd"):
-            y = cb.conv2d(x32, w32, backend=name)
-            e = np.linalg.norm(y - ref) / np.linalg.norm(ref)
+            e = relative_error(cb.conv2d(x32, w32, backend=name), ref)
             print(f"backend {name} 3x3 C=K={c} {h}x{h} float32: {e:.1e}", flush=True)
     return "\n".join(lines)
 
@@ -230,8 +207,11 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(_machine(), flush=True)
-    table = {"winograd": bench_winograd, "fft": bench_fft, "crossover": bench_crossover,
-             "accuracy": bench_accuracy}[args.what](args)
+    bench = {"winograd": bench_winograd, "fft": bench_fft, "crossover": bench_crossover,
+             "accuracy": bench_accuracy}[args.what]
+    with_torch = args.what in ("winograd", "fft") and importlib.util.find_spec("torch")
+    with Peer() if with_torch else contextlib.nullcontext() as peer:
+        table = bench(args, peer)
     print(table)
     print(_machine())
 

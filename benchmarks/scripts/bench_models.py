@@ -8,10 +8,13 @@ Usage (from the repository root; one model and batch per run keeps each run shor
 
 Our model gets the weights of its PyTorch twin (the hand-written twins of
 ``tests/test_models.py``), so each row also reports the relative error against PyTorch's
-output. Every repeat runs all backends and PyTorch in turn, so a change in machine load
-hits them alike; a short sleep before each timed call lets the previous library's
-worker threads stop spinning (without it PyTorch, timed right after a NumPy GEMM, measured
-2-3x slower here, more under load). The table gives the best and the median time of
+output. PyTorch runs in a process of its own (:class:`convbackends.tools.peer.Peer`).
+Every round runs all backends and PyTorch in turn
+(:func:`convbackends.tools.measure.time_calls`), so a change in machine load hits them
+alike; a forward under 0.5 s is preceded by ``--settle`` seconds of untimed ones, so the
+previous library's worker threads have stopped spinning (without it PyTorch, timed right
+after a NumPy GEMM, measured 2-3x slower here, more under load). The table gives the best
+and the median time of
 each, and the ratio of best to PyTorch's best: on a shared machine PyTorch's OpenMP
 threads suffer most from other processes (they spin at every barrier), so the best run is
 the fairest comparison; the median shows the spread. A backend that declines a layer is
@@ -21,15 +24,21 @@ timed by that one call only.
 
 import argparse
 import os
-import pathlib
 import platform
 import statistics
 import sys
-import time
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from convbackends.tools.measure import (SETTLE_SECONDS, Sampler,  # noqa: E402
+                                        relative_error, time_calls)
+from convbackends.tools.peer import Peer  # noqa: E402
+
 INPUTS = {"lenet5": (1, 32, 32), "alexnet": (3, 227, 227), "vgg16": (3, 224, 224),
           "resnet18": (3, 224, 224)}
 
@@ -44,72 +53,75 @@ def parse_args():
     p.add_argument("--slow", type=float, default=20.0,
                    help="seconds: a warm-up slower than this is the only timing taken")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--settle", type=float, default=0.3,
-                   help="seconds of sleep before each timed forward, so the thread pools "
-                        "of the previous library (OpenBLAS, OpenMP, Numba) stop spinning")
+    p.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                   help="seconds of untimed forwards before each timed one under 0.5 s, so "
+                        "the thread pools of the previous library (OpenBLAS, OpenMP, "
+                        "Numba) stop spinning")
     return p.parse_args()
 
 
-def build(args):
-    """Our model with the weights of its PyTorch twin, the twin, and one input."""
+def torch_twin(model, batch, threads, path):
+    """In the peer process: the PyTorch twin and one input, both saved to ``path``.
+
+    Returns ``(run, info)``, as a :class:`convbackends.tools.peer.Peer` setup target must.
+    """
     import torch
-    sys.path.insert(0, str(ROOT))
     from tests import test_models as twins
-    import convbackends as cb
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    theirs = getattr(twins, f"torch_{args.model}")(torch.nn).eval()
+    theirs = getattr(twins, f"torch_{model}")(torch.nn).eval()
+    x = np.random.default_rng(0).standard_normal((batch,) + INPUTS[model], dtype=np.float32)
+    np.savez(path, x=x, **{k: v.numpy() for k, v in theirs.state_dict().items()})
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.no_grad():
+            return theirs(xt).numpy()
+
+    return run, {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def build(args, peer, path):
+    """Our model with the weights of its PyTorch twin (built in ``peer``), and the input."""
+    import convbackends as cb
+    info = peer.setup(f"{Path(__file__).stem}:torch_twin", model=args.model,
+                      batch=args.batch, threads=args.threads, path=str(path))
+    with np.load(path) as saved:
+        arrays = dict(saved)
+    x = arrays.pop("x")
     ours = getattr(cb.models, args.model)().eval()
-    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
-    x = np.random.default_rng(0).standard_normal((args.batch,) + INPUTS[args.model],
-                                                  dtype=np.float32)
-    return ours, theirs, x
-
-
-def timed(f, settle=0.0):
-    """Seconds one call of ``f`` takes, and its result; ``settle`` seconds of sleep first."""
-    time.sleep(settle)
-    start = time.perf_counter()
-    y = f()
-    return time.perf_counter() - start, y
+    ours.load_state_dict(arrays)
+    return ours, x, info
 
 
 def main():
     args = parse_args()
-    import torch
     import convbackends as cb
-    torch.set_num_threads(args.threads)
-    ours, theirs, x = build(args)
-    xt = torch.from_numpy(x)
     names = (args.backends.split(",") if args.backends
              else [n for n in cb.available_backends()])
+    with Peer() as peer, tempfile.TemporaryDirectory() as tmp:
+        ours, x, info = build(args, peer, Path(tmp) / "twin.npz")
+        ref = peer.result()
+        outputs = {}
 
-    def run_torch():
-        with torch.no_grad():
-            return theirs(xt).numpy()
+        def forward(name):
+            def run():
+                ours.backend = name
+                outputs[name] = ours(x)
+            return Sampler(run)
 
-    def run_ours(name):
-        ours.backend = name
-        return ours(x)
-
-    _, ref = timed(run_torch)
-    times = {"torch": [], **{n: [] for n in names}}
-    notes, errors = {}, {}
-    for name in names:                       # warm-up: compiles kernels, fills caches
-        try:
-            seconds, y = timed(lambda: run_ours(name))
-        except cb.UnsupportedError as e:
-            notes[name] = f"declines a layer: {str(e).split('. Backends')[0]}"
-            continue
-        errors[name] = np.linalg.norm(y - ref) / np.linalg.norm(ref)
-        if seconds > args.slow:
-            times[name].append(seconds)
+        samplers = {"torch": peer.sample, **{n: forward(n) for n in names}}
+        timings = time_calls(samplers, repeat=args.repeat, settle=args.settle,
+                             warmup_limit=args.slow, catch=(cb.UnsupportedError,))
+    times, notes = {}, {}
+    for name, t in timings.items():
+        times[name] = t.samples or ([t.first] if t.first is not None else [])
+        if t.failure is not None:
+            notes[name] = f"declines a layer: {str(t.failure).split('. Backends')[0]}"
+        elif not t.samples:
             notes[name] = f"one forward only (warm-up over {args.slow:g} s)"
-    active = [n for n in names if n not in notes]
-    for _ in range(args.repeat):
-        times["torch"].append(timed(run_torch, args.settle)[0])
-        for name in active:
-            times[name].append(timed(lambda: run_ours(name), args.settle)[0])
-    report(args, times, notes, errors)
+    errors = {n: relative_error(y, ref) for n, y in outputs.items()}
+    report(args, times, notes, errors, info)
 
 
 def cpu_name():
@@ -123,12 +135,11 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def report(args, times, notes, errors):
-    import torch
+def report(args, times, notes, errors, torch_info):
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"# {args.model}, batch {args.batch}, float32; {cpu_name()}, "
-          f"{os.cpu_count()} cores, load {load} (1, 5, 15 min); torch {torch.__version__} "
-          f"with {torch.get_num_threads()} threads; {args.repeat} interleaved runs")
+          f"{os.cpu_count()} cores, load {load} (1, 5, 15 min); torch {torch_info['torch']} "
+          f"with {torch_info['threads']} threads; {args.repeat} interleaved runs")
     base = min(times["torch"])
     print("| backend | best ms | median ms | best / PyTorch best | rel. error | note |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")

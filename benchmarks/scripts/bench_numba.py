@@ -10,24 +10,26 @@ Parts: ``threads`` (one ResNet 3x3 layer on 1 and 2 Numba threads), ``resnet18``
 3x3 layers at batch 8), ``depthwise`` (MobileNet's depthwise 3x3 layers, batch 1),
 ``signals`` (1-D, 1x64x16000, kernel 9) and ``volumes`` (3-D, 1x16x32x64x64, kernel 3),
 ``compile`` (first call per kernel in a fresh process with an empty Numba cache, then in
-another fresh process with that cache warm). Every repeat runs each contender once in
-turn (after a 0.2 s pause that lets the previous one's spinning worker threads go to
-sleep, and one untimed call), so a change in machine load hits them alike; tables give
-the median time of float32 calls and the ratio to the numba backend's median (above 1:
-slower than numba), then the same from the best (fastest) calls, which suffer least from
-other processes.
+another fresh process with that cache warm). Every round runs each contender once in turn
+(:func:`convbackends.tools.measure.time_calls`: short calls after 0.15 s of untimed ones,
+so the previous contender's spinning worker threads have gone idle), so a change in
+machine load hits them alike; PyTorch runs in a process of its own. Tables give the median
+time of float32 calls and the ratio to the numba backend's median (above 1: slower than
+numba), then the same from the best (fastest) calls, which suffer least from other
+processes.
 """
 
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+from convbackends.tools.measure import Sampler, time_call, time_calls
+from convbackends.tools.peer import Peer
 
 # (name, input shape, weight shape, keyword arguments)
 RESNET18_3X3 = [
@@ -74,71 +76,53 @@ def machine():
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
 
 
-def contenders(xs, ws, kw):
-    """``{name: zero-argument callable}``: numba, im2col and torch on the same float32 data."""
-    import torch
+def contenders(xs, ws, kw, peer):
+    """Samplers of numba, im2col and torch (in ``peer``) on the same float32 data."""
     import convbackends as cb
     rng = np.random.default_rng(0)
     x = rng.standard_normal(xs, dtype=np.float32)
     w = rng.standard_normal(ws, dtype=np.float32)
     b = rng.standard_normal(ws[0], dtype=np.float32)
-    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-    torch_conv = getattr(torch.nn.functional, f"conv{len(ws) - 2}d")
-    return {"numba": lambda: cb.conv(x, w, b, backend="numba", **kw),
-            "im2col": lambda: cb.conv(x, w, b, backend="im2col", **kw),
-            "torch": lambda: torch_conv(xt, wt, bt, **kw)}
-
-
-def timed(f, settle=0.0):
-    """Seconds of one call of ``f``.
-
-    With ``settle``, first a pause of that many seconds (OpenBLAS and OpenMP worker threads
-    spin for a while after a call, and would slow the next contender down) and one
-    untimed call (waking an idle core of this virtual machine took milliseconds).
-    """
-    if settle:
-        time.sleep(settle)
-        f()
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
+    out = np.empty(cb.explain(xs, ws, **kw).output_shape, np.float32)
+    peer.setup_conv(x, w, b, threads=2, **kw)
+    return {name: Sampler(lambda name=name: cb.conv(x, w, b, backend=name, out=out, **kw))
+            for name in ("numba", "im2col")} | {"torch": peer.sample}
 
 
 def compare(layers, repeat):
-    import torch
     import convbackends as cb
-    torch.set_num_threads(2)
     print(f"{'layer':26} {'GFLOP':>6} {'numba ms':>9} {'GFLOP/s':>8} {'im2col':>7} {'torch':>7}"
           f"   best of {repeat}: {'numba ms':>8} {'im2col':>7} {'torch':>7}")
-    for name, xs, ws, kw in layers:
-        calls = contenders(xs, ws, kw)
-        for f in calls.values():
-            f()
-        times = {k: [] for k in calls}
-        for _ in range(repeat):
-            for k, f in calls.items():
-                times[k].append(timed(f, settle=0.2))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        best = {k: min(v) for k, v in times.items()}
-        flops = 2 * cb.explain(xs, ws, **kw).macs
-        print(f"{name:26} {flops / 1e9:6.2f} {med['numba'] * 1e3:9.2f} "
-              f"{flops / med['numba'] / 1e9:8.1f} {med['im2col'] / med['numba']:7.2f} "
-              f"{med['torch'] / med['numba']:7.2f}   {'':10}{best['numba'] * 1e3:8.2f} "
-              f"{best['im2col'] / best['numba']:7.2f} {best['torch'] / best['numba']:7.2f}")
+    with Peer() as peer:
+        for name, xs, ws, kw in layers:
+            timings = time_calls(contenders(xs, ws, kw, peer), repeat=repeat)
+            med = {k: t.median for k, t in timings.items()}
+            best = {k: t.min for k, t in timings.items()}
+            flops = 2 * cb.explain(xs, ws, **kw).macs
+            print(f"{name:26} {flops / 1e9:6.2f} {med['numba'] * 1e3:9.2f} "
+                  f"{flops / med['numba'] / 1e9:8.1f} {med['im2col'] / med['numba']:7.2f} "
+                  f"{med['torch'] / med['numba']:7.2f}   {'':10}{best['numba'] * 1e3:8.2f} "
+                  f"{best['im2col'] / best['numba']:7.2f} {best['torch'] / best['numba']:7.2f}",
+                  flush=True)
 
 
 def thread_scaling(repeat):
     import numba
     import convbackends as cb
     name, xs, ws, kw = THREADS_LAYER
-    f = contenders(xs, ws, kw)["numba"]
-    f()
-    times = {1: [], 2: []}
-    for _ in range(repeat):
-        for n in times:
-            numba.set_num_threads(n)
-            times[n].append(timed(f))
-    one, two = statistics.median(times[1]), statistics.median(times[2])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs, dtype=np.float32)
+    w = rng.standard_normal(ws, dtype=np.float32)
+    b = rng.standard_normal(ws[0], dtype=np.float32)
+
+    def on_threads(n):
+        def run():
+            numba.set_num_threads(n)            # cheap next to a layer: a thread-local store
+            cb.conv(x, w, b, backend="numba", **kw)
+        return Sampler(run)
+
+    timings = time_calls({n: on_threads(n) for n in (1, 2)}, repeat=repeat)
+    one, two = timings[1].median, timings[2].median
     flops = 2 * cb.explain(xs, ws, **kw).macs
     print(f"{name}, batch {xs[0]}: 1 thread {one * 1e3:.1f} ms ({flops / one / 1e9:.1f} "
           f"GFLOP/s), 2 threads {two * 1e3:.1f} ms ({flops / two / 1e9:.1f} GFLOP/s): "
@@ -160,7 +144,7 @@ def first_calls():
              ("adaptive_avg_pool", lambda: cb.adaptive_avg_pool2d(x2, 3))]
     with cb.set_backend("numba"):
         for name, f in calls:
-            print(f"{name:36} {timed(f):7.2f} s")
+            print(f"{name:36} {time_call(f, repeat=0).first:7.2f} s")
 
 
 def compile_times():

@@ -2,12 +2,14 @@
 
 A backend is any object with ``name``, ``available()``, ``supports(op, spec)`` and one method
 per op it implements: ``conv(x, weight, bias, spec)``, ``conv_transpose(x, weight, bias,
-spec)``, ``max_pool(x, spec)``, ``avg_pool(x, spec)`` (and, as an extension,
-``adaptive_avg_pool(x, spec)``). Subclassing :class:`Backend` is optional; it supplies the
+spec)``, ``max_pool(x, spec)``, ``avg_pool(x, spec)``, and any other op of the op table
+(:mod:`convbackends.ops`: ``max_pool_with_indices``, ``adaptive_avg_pool``,
+``adaptive_max_pool``, ``max_unpool(x, indices, spec)``). Ops it has no kernel for reach it
+through the table's lowerings. Subclassing :class:`Backend` is optional; it supplies the
 defaults below.
 """
 
-OPS = ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool")
+from ..ops import OP_NAMES as OPS
 
 
 class Backend:

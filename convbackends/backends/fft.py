@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._geometry import tile_chunks
+from ._chunks import tile_chunks
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20

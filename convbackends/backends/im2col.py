@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..spec.geometry import tap_range
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
@@ -30,15 +31,6 @@ SMALL_OUTPUT = 256
 
 def _offsets(kernel):
     return np.ndindex(*kernel)
-
-
-def _valid_range(length, out, stride, dilation, pad_before, r):
-    """Output positions ``[lo, hi)`` whose tap ``r`` lands inside the input, and the input
-    index of output 0's tap (``start``)."""
-    start = r * dilation - pad_before
-    lo = min(out, 0 if start >= 0 else (-start + stride - 1) // stride)
-    hi = max(lo, min(out, (length - 1 - start) // stride + 1))
-    return lo, hi, start
 
 
 def _fill_columns(cols, x, spec):
@@ -51,7 +43,11 @@ def _fill_columns(cols, x, spec):
         dst, src, ranges = [], [], []
         for L, O, s, d, (pb, _), k in zip(spec.input_spatial, spec.output_spatial,
                                            spec.stride, spec.dilation, spec.padding, offset):
-            lo, hi, start = _valid_range(L, O, s, d, pb, k)
+            # The input index ``o*s - pb + k*d`` is symmetric in (o, s) and (k, d), so the
+            # outputs ``o`` whose tap ``k`` lands inside the input are the clipped taps of
+            # window ``k`` for a kernel of ``O`` taps at stride ``d`` and dilation ``s``.
+            lo, hi = tap_range(k, L, O, d, pb, s)
+            start = k * d - pb
             ranges.append((lo, hi, O))
             dst.append(slice(lo, hi))
             src.append(slice(start + lo * s, start + (hi - 1) * s + 1, s) if hi > lo
@@ -115,19 +111,24 @@ class Im2colBackend(Backend):
             return spec.in_channels * taps * math.prod(spec.output_spatial)
         return spec.out_channels * taps * math.prod(spec.input_spatial)
 
-    def _chunk(self, op, spec):
+    def _bytes_per_sample(self, op, spec):
+        """Workspace of one sample: its columns, plus (transposed) its uncropped output."""
         per_sample = self._columns_per_sample(op, spec) * spec.itemsize
         if op == "conv_transpose":
             per_sample += (spec.out_channels * math.prod(
                 L + pb + pa for L, (pb, pa) in zip(spec.output_spatial, spec.padding))
                 * spec.itemsize)
+        return per_sample
+
+    def _chunk(self, op, spec):
+        """Samples per chunk: as many as fit in ``workspace_limit`` bytes, at least one."""
+        per_sample = self._bytes_per_sample(op, spec)
         return max(1, min(spec.batch, self.workspace_limit // max(per_sample, 1)))
 
     def workspace_bytes(self, op, spec):
         if op == "conv" and not self._needs_unfold(spec):
             return 0
-        per_sample = self._columns_per_sample(op, spec) * spec.itemsize
-        return self._chunk(op, spec) * per_sample
+        return self._chunk(op, spec) * self._bytes_per_sample(op, spec)
 
     def plan(self, op, spec):
         if op == "conv" and not self._needs_unfold(spec):

@@ -5,10 +5,13 @@ Accumulates in float64 whatever the dtype. Slow: ``N*C_out*prod(out)*C_in/groups
 multiply-accumulates, one at a time, on one core.
 """
 
+import math
+
 import numba as nb
 import numpy as np
 
-from ._geometry import as_3d, pads_3d, params_3d
+from ..spec.geometry import lift_3d as as_3d, pads_3d, params_3d
+from ..spec.pool import invalid_index_error
 from .base import Backend
 
 
@@ -109,32 +112,51 @@ def _max_pool_kernel(x, kernel, stride, pad, dil, y):
 
 
 @nb.njit(cache=True)
-def _taps(o, stride, pad_before, dil, k, lo, hi):
-    """Number of taps of window ``o`` whose index lies in ``[lo, hi)``."""
-    count = 0
-    for r in range(k):
-        i = o * stride - pad_before + r * dil
-        if lo <= i < hi:
-            count += 1
-    return count
-
-
-@nb.njit(cache=True)
-def _avg_pool_kernel(x, kernel, stride, pad, pad_after, dil, include_pad, y):
+def _max_pool_indices_kernel(x, kernel, stride, pad, dil, y, idx):
+    # PyTorch's scan: start at -inf with the window's first tap inside the input, take a tap
+    # when v > best or v is NaN (the first of equal maxima, the last NaN); no tap: -1.
     N, C, D, H, W = x.shape
     _, _, OD, OH, OW = y.shape
-    size = (D, H, W)
     for n in range(N):
         for c in range(C):
             for od in range(OD):
                 for oh in range(OH):
                     for ow in range(OW):
-                        o = (od, oh, ow)
-                        divisor = 1
-                        for a in range(3):
-                            lo = -pad[a] if include_pad else 0
-                            hi = size[a] + pad_after[a] if include_pad else size[a]
-                            divisor *= _taps(o[a], stride[a], pad[a], dil[a], kernel[a], lo, hi)
+                        m = -np.inf
+                        best = -1
+                        for r in range(kernel[0]):
+                            iz = od * stride[0] - pad[0] + r * dil[0]
+                            if iz < 0 or iz >= D:
+                                continue
+                            for s in range(kernel[1]):
+                                iy = oh * stride[1] - pad[1] + s * dil[1]
+                                if iy < 0 or iy >= H:
+                                    continue
+                                for t in range(kernel[2]):
+                                    ix = ow * stride[2] - pad[2] + t * dil[2]
+                                    if ix < 0 or ix >= W:
+                                        continue
+                                    v = x[n, c, iz, iy, ix]
+                                    if v > m or v != v:
+                                        m = v
+                                        best = (iz * H + iy) * W + ix
+                                    elif best < 0:
+                                        best = (iz * H + iy) * W + ix
+                        y[n, c, od, oh, ow] = m
+                        idx[n, c, od, oh, ow] = best
+
+
+@nb.njit(cache=True)
+def _avg_pool_kernel(x, kernel, stride, pad, dil, div_d, div_h, div_w, y):
+    # The divisor of window (od, oh, ow) is div_d[od] * div_h[oh] * div_w[ow].
+    N, C, D, H, W = x.shape
+    _, _, OD, OH, OW = y.shape
+    for n in range(N):
+        for c in range(C):
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        divisor = div_d[od] * div_h[oh] * div_w[ow]
                         acc = 0.0
                         for r in range(kernel[0]):
                             iz = od * stride[0] - pad[0] + r * dil[0]
@@ -149,27 +171,86 @@ def _avg_pool_kernel(x, kernel, stride, pad, pad_after, dil, include_pad, y):
                                     if ix < 0 or ix >= W:
                                         continue
                                     acc += x[n, c, iz, iy, ix]
-                        y[n, c, od, oh, ow] = acc / divisor if divisor > 0 else np.nan
+                        y[n, c, od, oh, ow] = acc / divisor if divisor != 0 else np.nan
 
 
 @nb.njit(cache=True)
-def _adaptive_avg_pool_kernel(x, y):
+def _adaptive_avg_pool_kernel(x, z0, z1, y0, y1, x0, x1, y):
+    # Window (od, oh, ow) is [z0[od], z1[od]) x [y0[oh], y1[oh]) x [x0[ow], x1[ow]).
     N, C, D, H, W = x.shape
     _, _, OD, OH, OW = y.shape
     for n in range(N):
         for c in range(C):
             for od in range(OD):
-                z0, z1 = (od * D) // OD, -((-(od + 1) * D) // OD)
                 for oh in range(OH):
-                    y0, y1 = (oh * H) // OH, -((-(oh + 1) * H) // OH)
                     for ow in range(OW):
-                        x0, x1 = (ow * W) // OW, -((-(ow + 1) * W) // OW)
                         acc = 0.0
-                        for iz in range(z0, z1):
-                            for iy in range(y0, y1):
-                                for ix in range(x0, x1):
+                        for iz in range(z0[od], z1[od]):
+                            for iy in range(y0[oh], y1[oh]):
+                                for ix in range(x0[ow], x1[ow]):
                                     acc += x[n, c, iz, iy, ix]
-                        y[n, c, od, oh, ow] = acc / ((z1 - z0) * (y1 - y0) * (x1 - x0))
+                        y[n, c, od, oh, ow] = acc / ((z1[od] - z0[od]) * (y1[oh] - y0[oh])
+                                                     * (x1[ow] - x0[ow]))
+
+
+@nb.njit(cache=True)
+def _adaptive_max_pool_kernel(x, z0, z1, y0, y1, x0, x1, y, idx):
+    # The windows of adaptive average pooling, the scan of max pooling with indices (every
+    # adaptive window holds at least one tap: it starts at its first).
+    N, C, D, H, W = x.shape
+    _, _, OD, OH, OW = y.shape
+    for n in range(N):
+        for c in range(C):
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        m = -np.inf
+                        best = (z0[od] * H + y0[oh]) * W + x0[ow]
+                        for iz in range(z0[od], z1[od]):
+                            for iy in range(y0[oh], y1[oh]):
+                                for ix in range(x0[ow], x1[ow]):
+                                    v = x[n, c, iz, iy, ix]
+                                    if v > m or v != v:
+                                        m = v
+                                        best = (iz * H + iy) * W + ix
+                        y[n, c, od, oh, ow] = m
+                        idx[n, c, od, oh, ow] = best
+
+
+@nb.njit(cache=True)
+def _max_unpool_kernel(x, idx, y):
+    # y[n, c, idx[n, c, i]] = x[n, c, i] in scan order (the last write wins). An index outside
+    # the plane is skipped; returns (found, the last such index in scan order) for the caller
+    # to raise.
+    N, C, D, H, W = x.shape
+    plane = y.shape[2]
+    found = False
+    bad = 0
+    for n in range(N):
+        for c in range(C):
+            for iz in range(D):
+                for iy in range(H):
+                    for ix in range(W):
+                        j = idx[n, c, iz, iy, ix]
+                        if j < 0 or j >= plane:
+                            found = True
+                            bad = j
+                        else:
+                            y[n, c, j] = x[n, c, iz, iy, ix]
+    return found, bad
+
+
+def _lifted(per_dim, fill):
+    """Per-dim arrays of an ``nd``-dim spec -> three, leading dims filled with ``fill``."""
+    per_dim = tuple(per_dim)
+    return fill * (3 - len(per_dim)) + per_dim
+
+
+def _adaptive_windows_3d(spec):
+    """``(z0, z1, y0, y1, x0, x1)``: the spec's adaptive windows, lifted to three dims."""
+    one = (np.zeros(1, np.int64), np.ones(1, np.int64))  # a lifted dim: the window [0, 1)
+    windows = _lifted(spec.adaptive_windows(), (one,))
+    return tuple(np.ascontiguousarray(a, dtype=np.int64) for pair in windows for a in pair)
 
 
 def _output_3d(spec, channels):
@@ -210,15 +291,46 @@ class NaiveBackend(Backend):
                          params_3d(spec.dilation, 1), y)
         return y.reshape(spec.output_shape)
 
+    def max_pool_with_indices(self, x, spec):
+        """``(values, indices)``: indices int64, flat into each input plane, as PyTorch's."""
+        y = _output_3d(spec, spec.channels)
+        idx = np.empty(y.shape, dtype=np.int64)
+        _max_pool_indices_kernel(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
+                                 params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
+                                 params_3d(spec.dilation, 1), y, idx)
+        return y.reshape(spec.output_shape), idx.reshape(spec.output_shape)
+
     def avg_pool(self, x, spec):
         y = _output_3d(spec, spec.channels)
-        before, after = pads_3d(spec.padding)
+        div_d, div_h, div_w = _lifted(spec.divisor_counts(), (np.ones(1, np.int64),))
         _avg_pool_kernel(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
-                         params_3d(spec.stride, 1), before, after,
-                         params_3d(spec.dilation, 1), spec.count_include_pad, y)
+                         params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
+                         params_3d(spec.dilation, 1), div_d, div_h, div_w, y)
         return y.reshape(spec.output_shape)
 
     def adaptive_avg_pool(self, x, spec):
         y = _output_3d(spec, spec.channels)
-        _adaptive_avg_pool_kernel(as_3d(x, spec.ndim), y)
+        _adaptive_avg_pool_kernel(as_3d(x, spec.ndim), *_adaptive_windows_3d(spec), y)
+        return y.reshape(spec.output_shape)
+
+    def adaptive_max_pool(self, x, spec):
+        """``(values, indices)`` over the adaptive windows, with max pooling's index rule."""
+        y = _output_3d(spec, spec.channels)
+        idx = np.empty(y.shape, dtype=np.int64)
+        _adaptive_max_pool_kernel(as_3d(x, spec.ndim), *_adaptive_windows_3d(spec), y, idx)
+        return y.reshape(spec.output_shape), idx.reshape(spec.output_shape)
+
+    def max_unpool(self, x, indices, spec):
+        """Zeros of ``spec.output_shape`` with ``x`` scattered to ``indices`` (last write wins).
+
+        An index outside an output plane raises :class:`~convbackends.ShapeError` with
+        PyTorch's message,
+        naming the last such index in scan order; nothing is written out of bounds.
+        """
+        sizes = tuple(spec.unpool_output)
+        y = np.zeros((spec.batch, spec.channels, math.prod(sizes)), dtype=spec.dtype)
+        found, bad = _max_unpool_kernel(as_3d(x, spec.ndim),
+                                        as_3d(np.asarray(indices, dtype=np.int64), spec.ndim), y)
+        if found:
+            raise invalid_index_error(bad, spec)
         return y.reshape(spec.output_shape)

@@ -35,7 +35,8 @@ import numba as nb
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._geometry import tile_chunks
+from ..errors import ShapeError
+from ._chunks import tile_chunks
 from .base import Backend
 
 # Interpolation points in the order they are taken: small magnitudes first and reciprocal
@@ -98,6 +99,11 @@ def toom_cook(m, r, points=None):
         such that ``y = AT @ ((G @ g) * (BT @ d))`` is the correlation
         ``y[i] = sum_k g[k] d[i + k]`` of a tile ``d`` of ``alpha`` inputs.
 
+    Raises
+    ------
+    ShapeError
+        ``points`` does not hold exactly ``m + r - 2`` distinct points.
+
     Notes
     -----
     Toom-Cook builds linear convolution ``s = V⁻¹ [(E_r g) ⊙ (E_m h)]`` from evaluations
@@ -110,7 +116,8 @@ def toom_cook(m, r, points=None):
     alpha = m + r - 1
     points = POINTS[:alpha - 1] if points is None else tuple(Fraction(p) for p in points)
     if len(points) != alpha - 1 or len(set(points)) != len(points):
-        raise ValueError(f"F({m}, {r}) needs {alpha - 1} distinct points, got {points}")
+        raise ShapeError(f"F({m}, {r}) needs {alpha - 1} distinct points, got "
+                         f"({', '.join(map(str, points))})")
     at = [list(col) for col in zip(*_evaluation(points, m))]
     g = _evaluation(points, r)
     bt = [list(col) for col in zip(*_inverse(_evaluation(points, alpha)))]

@@ -20,6 +20,10 @@ PyTorch) sums windows with a ones-kernel depthwise ``conv`` and divides by the c
 Where PyTorch's ``ceil_mode`` rule after ``F.pad`` (the last window must start inside the
 padded input) keeps one more window than the contract's rule (it must start inside the input
 or the left padding), the extra output is dropped.
+
+The parity cases (max pooling with indices, adaptive max pooling, max unpooling, average
+pooling with ``divisor_override``, max pooling of NaN and infinite inputs) go to
+``cases/parity/`` from a generator of their own; see ``build_parity``.
 """
 
 import json
@@ -605,23 +609,329 @@ def build():
     pool_case("adaptive_avg_pool", 2, "out2", output_size=2, spatial=(7, 5), f32=True)
 
 
+# --------------------------------------------------------------------------- parity cases
+#
+# Max pooling with indices, adaptive max pooling, max unpooling, average pooling with
+# divisor_override, and max pooling of NaN / +-inf inputs. They live in ``cases/parity/``
+# (``load_cases(PARITY_DIR)``): besides ``x`` and ``y`` they hold ``y_indices`` (the indices
+# a ``return_indices=True`` call returns) or ``indices`` (max_unpool's second argument), and
+# their outputs may hold NaN. A generator of their own keeps the main cases byte-identical.
+
+PARITY = CASES / "parity"
+prng = np.random.default_rng(20250214)
+parity_cases = []  # (name, arrays, params)
+
+
+def parity_x(shape, dtype, fill):
+    """``normal``: standard normal; ``ties``: integers in [-2, 2] (equal maxima everywhere);
+    ``special``: ties with NaN, +inf and -inf sprinkled in (a few percent each)."""
+    if fill == "normal":
+        return prng.standard_normal(shape).astype(dtype)
+    x = prng.integers(-2, 3, shape).astype(dtype)
+    if fill == "special":
+        u = prng.random(shape)
+        x[u < 0.06] = np.nan
+        x[(u >= 0.06) & (u < 0.10)] = np.inf
+        x[(u >= 0.10) & (u < 0.16)] = -np.inf
+    return x
+
+
+def parity_add(func, tag, kwargs, arrays, outputs, how, f32, unbatched):
+    dtype = np.float32 if f32 else np.float64
+    assert arrays["x"].dtype == dtype and outputs["y"].dtype == dtype, (func, tag)
+    for key, value in outputs.items():
+        assert value.size > 0, (func, tag, key)
+    if "y_indices" in outputs:
+        assert outputs["y_indices"].dtype == np.int64 and outputs["y_indices"].shape == outputs["y"].shape
+    number = len(cases) + len(parity_cases)
+    name = f"{func}_{tag}{'_unbatched' if unbatched else ''}_{'f32' if f32 else 'f64'}_{number:03d}"
+    params = {"func": func, "kwargs": kwargs, "torch": how, "dtype": "float32" if f32 else "float64"}
+    parity_cases.append((name, {**arrays, **outputs}, params))
+
+
+def unbatch(t, unbatched):
+    return t[0] if unbatched else t
+
+
+def remap_indices(idx, values, padded_shape, pairs, spatial):
+    """Indices into an ``F.pad``-ed plane -> indices into the unpadded plane (-1 in padding).
+
+    Only sound where a window's maximum is not ``-inf`` or lies wholly in padding (PyTorch
+    starts at the padded window's first tap, the contract at its first tap inside the input);
+    the caller keeps ``-inf`` out of such inputs and this asserts it.
+    """
+    coords = np.unravel_index(idx, padded_shape)
+    coords = [c - b for c, (b, _) in zip(coords, pairs)]
+    inside = np.ones(idx.shape, dtype=bool)
+    for c, L in zip(coords, spatial):
+        inside &= (c >= 0) & (c < L)
+    flat = np.ravel_multi_index(tuple(np.where(inside, c, 0) for c in coords), spatial)
+    assert np.all(inside | np.isneginf(values)), "a maximum in padding that is not -inf"
+    return np.where(inside, flat, -1).astype(np.int64)
+
+
+def max_indices_case(nd, tag, *, spatial, c=2, n=2, fill="ties", f32=False, unbatched=False,
+                     return_indices=True, **kw):
+    """``max_pool{nd}d`` through F.max_pool (return_indices=True); pairs through F.pad(-inf)."""
+    func = f"max_pool{nd}d"
+    dtype = np.float32 if f32 else np.float64
+    x = parity_x((n, c) + tuple(spatial), dtype, fill)
+    kwargs = dict(kw, return_indices=return_indices)
+    k, s = tup(kw["kernel_size"], nd), tup(kw.get("stride"), nd)
+    d = tup(kw.get("dilation", 1), nd)
+    padding = kw.get("padding", 0)
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        if is_pairs(padding):
+            assert not kw.get("ceil_mode", False), "the contract's ceil rule differs after F.pad"
+            pairs = pairs_of(padding, nd)
+            xp = F.pad(xt, torch_pad_arg(pairs), value=-float("inf"))
+            y, idx = fn(xp, k, s or k, 0, d, False, return_indices=True)
+            y, idx = y.numpy(), remap_indices(idx.numpy(), y.numpy(), tuple(xp.shape[2:]), pairs, spatial)
+            how = "F.pad(x, -inf) + F.max_pool(padding=0, return_indices=True), indices mapped back"
+        else:
+            y, idx = fn(xt, k, s, padding, d, kw.get("ceil_mode", False), return_indices=True)
+            y, idx = y.numpy(), idx.numpy()
+            how = f"F.{fn.__name__}(return_indices=True)"
+    outputs = {"y": np.ascontiguousarray(unbatch(y, unbatched))}
+    if return_indices:
+        outputs["y_indices"] = np.ascontiguousarray(unbatch(idx, unbatched))
+    else:
+        how = how.replace("return_indices=True", "return_indices=False")
+    parity_add(func, tag, kwargs, {"x": unbatch(x, unbatched)}, outputs, how, f32, unbatched)
+
+
+def adaptive_max_case(nd, tag, *, spatial, output_size, c=2, n=2, fill="ties", f32=False,
+                      unbatched=False, return_indices=True):
+    func = f"adaptive_max_pool{nd}d"
+    dtype = np.float32 if f32 else np.float64
+    x = parity_x((n, c) + tuple(spatial), dtype, fill)
+    fn = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}[nd]
+    with torch.no_grad():
+        y, idx = fn(torch.from_numpy(x), output_size, return_indices=True)
+    outputs = {"y": np.ascontiguousarray(unbatch(y.numpy(), unbatched))}
+    if return_indices:
+        outputs["y_indices"] = np.ascontiguousarray(unbatch(idx.numpy(), unbatched))
+    kwargs = {"output_size": output_size, "return_indices": return_indices}
+    parity_add(func, tag, kwargs, {"x": unbatch(x, unbatched)}, outputs,
+               f"F.{fn.__name__}(return_indices=True)", f32, unbatched)
+
+
+def unpool_case(nd, tag, *, spatial, c=2, n=2, f32=False, unbatched=False, random_indices=False,
+                output_size=None, **kw):
+    """``max_unpool{nd}d`` of the indices F.max_pool returns (or random in-range indices),
+    with fresh random values, so that duplicate indices carry different values.
+
+    ``output_size``: None, ``"input"`` (the pooled input's spatial size) or ``"input_nc"``
+    (its whole shape, N and C leading), or an explicit list.
+    """
+    func = f"max_unpool{nd}d"
+    dtype = np.float32 if f32 else np.float64
+    k, s = tup(kw["kernel_size"], nd), tup(kw.get("stride"), nd)
+    p = kw.get("padding", 0)
+    src = torch.from_numpy(parity_x((n, c) + tuple(spatial), dtype, "ties"))
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+    unpool = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}[nd]
+    with torch.no_grad():
+        _, idx = pool(src, k, s, p, 1, False, return_indices=True)
+    if output_size == "input":
+        output_size = list(spatial)
+    elif output_size == "input_nc":  # PyTorch drops two leading entries, batched or not
+        output_size = [n, c] + list(spatial)
+    if random_indices:
+        sizes = output_size[-nd:] if output_size is not None else [
+            (L - 1) * ss - 2 * pp + kk for L, ss, pp, kk in zip(idx.shape[2:], s or k, tup(p, nd), k)]
+        idx = torch.from_numpy(prng.integers(0, int(np.prod(sizes)), tuple(idx.shape)))
+    x = torch.from_numpy(prng.standard_normal(tuple(idx.shape)).astype(dtype))
+    with torch.no_grad():
+        y = unpool(x, idx, k, s, p, output_size)
+    kwargs = dict(kw, output_size=output_size)
+    arrays = {"x": unbatch(x.numpy(), unbatched), "indices": unbatch(idx.numpy(), unbatched)}
+    how = f"F.{unpool.__name__}" + (" of random indices" if random_indices else " of F.max_pool's indices")
+    parity_add(func, tag, kwargs, arrays, {"y": np.ascontiguousarray(unbatch(y.numpy(), unbatched))},
+               how, f32, unbatched)
+
+
+def divisor_case(nd, tag, *, spatial, divisor_override, c=2, n=2, f32=False, unbatched=False, **kw):
+    """``avg_pool{nd}d`` with ``divisor_override``: F.avg_pool, pairs through F.pad(0), dilation
+    through ones-kernel depthwise F.conv sums divided by the override."""
+    func = f"avg_pool{nd}d"
+    dtype = np.float32 if f32 else np.float64
+    x = parity_x((n, c) + tuple(spatial), dtype, "normal")
+    xt = torch.from_numpy(x)
+    kw = dict(kw, divisor_override=divisor_override)
+    k, s = tup(kw["kernel_size"], nd), tup(kw.get("stride"), nd)
+    d = tup(kw.get("dilation", 1), nd)
+    padding = kw.get("padding", 0)
+    ceil = kw.get("ceil_mode", False)
+    fn = {2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+    with torch.no_grad():
+        if any(dd != 1 for dd in d):
+            _, _, _, _, pairs, _, out = pool_geometry(func, kw, xt)
+            conv = {2: F.conv2d, 3: F.conv3d}[nd]
+            extra = tuple(max(0, (o - 1) * ss + dd * (kk - 1) + 1 - (L + b + a))
+                          for o, ss, dd, kk, L, (b, a) in zip(out, s or k, d, k, spatial, pairs))
+            padded = tuple((b, a + e) for (b, a), e in zip(pairs, extra))
+            xs = F.pad(xt.reshape((n * c, 1) + tuple(spatial)), torch_pad_arg(padded))
+            sums = conv(xs, torch.ones((1, 1) + k, dtype=xt.dtype), None, s or k, 0, d)
+            y = (trim(sums, out) / divisor_override).reshape((n, c) + out)
+            how = "depthwise ones-kernel F.conv sums / divisor_override"
+        elif is_pairs(padding):
+            assert not ceil, "the contract's ceil rule differs after F.pad"
+            pairs = pairs_of(padding, nd)
+            y = fn(F.pad(xt, torch_pad_arg(pairs)), k, s, 0, False, True, divisor_override)
+            how = "F.pad(x, 0) + F.avg_pool(padding=0, divisor_override)"
+        else:
+            y = fn(xt, k, s, padding, ceil, kw.get("count_include_pad", True), divisor_override)
+            how = f"F.{fn.__name__}(divisor_override)"
+    parity_add(func, tag, kw, {"x": unbatch(x, unbatched)},
+               {"y": np.ascontiguousarray(unbatch(y.numpy(), unbatched))}, how, f32, unbatched)
+
+
+def build_parity():
+    # ---------------- max pooling with indices
+    mi = max_indices_case
+    for fill in ("ties", "special"):
+        mi(1, f"k3_stride2_{fill}", kernel_size=3, stride=2, spatial=(11,), fill=fill)
+        mi(1, f"k4_stride1_pad2_dil2_{fill}", kernel_size=4, stride=1, padding=2, dilation=2, spatial=(10,), fill=fill)
+        mi(1, f"k3_stride2_pad1_ceil_{fill}", kernel_size=3, stride=2, padding=1, ceil_mode=True, spatial=(10,),
+           fill=fill)
+        mi(2, f"k2_{fill}", kernel_size=2, spatial=(6, 8), fill=fill)
+        mi(2, f"k3_stride1_pad1_{fill}", kernel_size=3, stride=1, padding=1, spatial=(7, 6), fill=fill)
+        mi(2, f"k3_stride2_dil2_{fill}", kernel_size=3, stride=2, dilation=2, spatial=(9, 11), fill=fill)
+        mi(2, f"k2x3_stride_perdim_pad_perdim_{fill}", kernel_size=[2, 3], stride=[1, 2], padding=[1, 1],
+           spatial=(7, 9), fill=fill)
+        mi(2, f"k3_stride2_pad1_ceil_{fill}", kernel_size=3, stride=2, padding=1, ceil_mode=True, spatial=(8, 9),
+           fill=fill)
+        mi(2, f"k2_dil_perdim_stride3_ceil_{fill}", kernel_size=2, stride=3, dilation=[2, 3], padding=1,
+           ceil_mode=True, spatial=(9, 10), fill=fill)
+        mi(3, f"k2_{fill}", kernel_size=2, spatial=(4, 5, 6), fill=fill)
+        mi(3, f"k3_stride2_pad1_ceil_{fill}", kernel_size=3, stride=2, padding=1, ceil_mode=True, spatial=(5, 6, 7),
+           fill=fill)
+        mi(3, f"k_perdim_dil_perdim_{fill}", kernel_size=[1, 2, 3], stride=[1, 2, 1], dilation=[1, 2, 2],
+           padding=[0, 1, 1], spatial=(3, 6, 7), fill=fill)
+    mi(2, "all_nan_and_ninf_planes_special", kernel_size=3, stride=1, padding=1, spatial=(5, 5), fill="special")
+    mi(2, "k3_stride2_normal", kernel_size=3, stride=2, spatial=(9, 8), fill="normal")
+    mi(2, "pad_asym_ninf_window", kernel_size=2, stride=2, padding=[[3, 0], [0, 2]], spatial=(6, 7), fill="normal")
+    mi(1, "pad_asym_wholly_in_pad", kernel_size=2, stride=2, padding=[[4, 1]], spatial=(7,), fill="ties")
+    mi(3, "pad_asym", kernel_size=2, stride=2, padding=[[1, 0], [0, 1], [2, 1]], spatial=(4, 5, 4), fill="ties")
+    mi(2, "k3_stride2_pad1_ceil_ties", kernel_size=3, stride=2, padding=1, ceil_mode=True, spatial=(7, 9),
+       unbatched=True)
+    mi(1, "k2_special", kernel_size=2, spatial=(9,), fill="special", unbatched=True)
+    mi(3, "k2_ties", kernel_size=2, spatial=(4, 4, 5), unbatched=True)
+    mi(1, "k3_stride2_pad1_special", kernel_size=3, stride=2, padding=1, spatial=(11,), fill="special", f32=True)
+    mi(2, "k3_stride2_dil2_special", kernel_size=3, stride=2, dilation=2, spatial=(9, 10), fill="special", f32=True)
+    mi(2, "k2_ceil_ties", kernel_size=2, ceil_mode=True, spatial=(7, 9), f32=True)
+    mi(3, "k2_stride1_pad1_special", kernel_size=2, stride=1, padding=1, spatial=(4, 4, 5), fill="special",
+       f32=True)
+    # the NaN rule without indices (the values of max_pool itself)
+    mi(1, "k3_stride2_special", kernel_size=3, stride=2, spatial=(12,), fill="special", return_indices=False)
+    mi(2, "k3_stride1_pad1_special", kernel_size=3, stride=1, padding=1, spatial=(7, 6), fill="special",
+       return_indices=False)
+    mi(3, "k2_special", kernel_size=2, spatial=(4, 5, 6), fill="special", return_indices=False)
+    mi(2, "k2_special", kernel_size=2, spatial=(6, 8), fill="special", f32=True, return_indices=False)
+
+    # ---------------- adaptive max pooling
+    am = adaptive_max_case
+    for fill in ("ties", "special"):
+        am(1, f"7to3_{fill}", spatial=(7,), output_size=3, fill=fill)
+        am(1, f"5to4_{fill}", spatial=(5,), output_size=[4], fill=fill)
+        am(1, f"10to3_{fill}", spatial=(10,), output_size=3, fill=fill)
+        am(2, f"7x5to3x4_{fill}", spatial=(7, 5), output_size=[3, 4], fill=fill)
+        am(2, f"10x7to3x3_{fill}", spatial=(10, 7), output_size=3, fill=fill)
+        am(2, f"5x9to4x9_{fill}", spatial=(5, 9), output_size=[4, None], fill=fill)
+        am(3, f"7x5x10to3x4x3_{fill}", spatial=(7, 5, 10), output_size=[3, 4, 3], fill=fill)
+    am(1, "3to5_upsample_ties", spatial=(3,), output_size=5)
+    am(2, "6x4to1_global_special", spatial=(6, 4), output_size=1, fill="special")
+    am(2, "4x4to7x6_upsample_ties", spatial=(4, 4), output_size=[7, 6])
+    am(3, "5x5x5to2_normal", spatial=(5, 5, 5), output_size=2, fill="normal")
+    am(2, "7x5to3x4_ties", spatial=(7, 5), output_size=[3, 4], return_indices=False)
+    am(2, "10x7to3_special", spatial=(10, 7), output_size=3, fill="special", unbatched=True)
+    am(1, "10to3_ties", spatial=(10,), output_size=3, unbatched=True)
+    am(3, "5x4x7to4x3x3_ties", spatial=(5, 4, 7), output_size=[4, 3, 3], unbatched=True)
+    am(1, "7to3_special", spatial=(7,), output_size=3, fill="special", f32=True)
+    am(2, "7x10to3x4_special", spatial=(7, 10), output_size=[3, 4], fill="special", f32=True)
+    am(3, "5x7x6to4x3x5_ties", spatial=(5, 7, 6), output_size=[4, 3, 5], f32=True)
+
+    # ---------------- max unpooling
+    un = unpool_case
+    un(1, "k2", kernel_size=2, spatial=(10,))
+    un(1, "k3_stride2_pad1_output_size", kernel_size=3, stride=2, padding=1, spatial=(10,), output_size="input")
+    un(1, "k3_stride1_overlap", kernel_size=3, stride=1, spatial=(9,))
+    un(1, "k2_random_indices", kernel_size=2, spatial=(8,), random_indices=True)
+    un(2, "k2", kernel_size=2, spatial=(6, 8))
+    un(2, "k3_stride2", kernel_size=3, stride=2, spatial=(9, 7))
+    un(2, "k3_stride1_pad1_overlap", kernel_size=3, stride=1, padding=1, spatial=(6, 7))
+    un(2, "k3_stride2_pad1_output_size", kernel_size=3, stride=2, padding=1, spatial=(8, 9), output_size="input")
+    un(2, "k2_output_size_nc", kernel_size=2, spatial=(7, 9), output_size="input_nc")
+    un(2, "k2x3_stride_perdim_pad_perdim_output_size", kernel_size=[2, 3], stride=[2, 1], padding=[1, 1],
+       spatial=(7, 8), output_size="input")
+    un(2, "k2_larger_output_size", kernel_size=2, spatial=(6, 6), output_size=[7, 7])
+    un(2, "k2_random_indices", kernel_size=2, spatial=(6, 6), random_indices=True, output_size=[7, 6])
+    un(3, "k2", kernel_size=2, spatial=(4, 6, 4))
+    un(3, "k3_stride2_pad1_output_size_nc", kernel_size=3, stride=2, padding=1, spatial=(5, 6, 7),
+       output_size="input_nc")
+    un(3, "k2_stride1_overlap_random_indices", kernel_size=2, stride=1, spatial=(3, 4, 4), random_indices=True)
+    un(2, "k2", kernel_size=2, spatial=(6, 6), unbatched=True)
+    un(1, "k3_stride2_output_size", kernel_size=3, stride=2, spatial=(9,), output_size="input", unbatched=True)
+    un(3, "k2", kernel_size=2, spatial=(4, 4, 4), unbatched=True)
+    un(2, "k3_stride2_pad1_output_size", kernel_size=3, stride=2, padding=1, spatial=(8, 9), output_size="input",
+       f32=True)
+    un(1, "k2_random_indices", kernel_size=2, spatial=(8,), random_indices=True, f32=True)
+    un(3, "k2", kernel_size=2, spatial=(4, 4, 6), f32=True)
+
+    # ---------------- average pooling with divisor_override
+    dv = divisor_case
+    dv(2, "k2_div3", kernel_size=2, divisor_override=3, spatial=(6, 8))
+    dv(2, "k3_stride2_pad1_div5", kernel_size=3, stride=2, padding=1, divisor_override=5, spatial=(9, 8))
+    dv(2, "k3_stride2_pad1_ceil_nocip_div4", kernel_size=3, stride=2, padding=1, ceil_mode=True,
+       count_include_pad=False, divisor_override=4, spatial=(8, 10))
+    dv(2, "k3_stride2_ceil_div7", kernel_size=3, stride=2, ceil_mode=True, divisor_override=7, spatial=(8, 9))
+    dv(2, "k2x3_stride_perdim_pad_perdim_nocip_div2", kernel_size=[2, 3], stride=[2, 1], padding=[1, 0],
+       count_include_pad=False, divisor_override=2, spatial=(7, 6))
+    dv(2, "k2_negative_div", kernel_size=2, divisor_override=-2, spatial=(5, 6))
+    dv(2, "pad_asym_div6", kernel_size=3, stride=2, padding=[[0, 1], [2, 1]], divisor_override=6, spatial=(8, 9))
+    dv(2, "dil2_ext_div9", kernel_size=3, stride=1, dilation=2, padding=1, divisor_override=9, spatial=(8, 9))
+    dv(3, "k2_div3", kernel_size=2, divisor_override=3, spatial=(4, 5, 6))
+    dv(3, "k3_stride2_pad1_ceil_nocip_div10", kernel_size=3, stride=2, padding=1, ceil_mode=True,
+       count_include_pad=False, divisor_override=10, spatial=(5, 6, 7))
+    dv(3, "k_perdim_stride_perdim_div4", kernel_size=[1, 2, 3], stride=[1, 2, 2], padding=[0, 1, 1],
+       divisor_override=4, spatial=(3, 6, 7))
+    dv(3, "pad_asym_div5", kernel_size=2, stride=2, padding=[[1, 0], [0, 1], [1, 1]], divisor_override=5,
+       spatial=(4, 5, 4))
+    dv(2, "k3_stride2_pad1_div4", kernel_size=3, stride=2, padding=1, divisor_override=4, spatial=(7, 8),
+       unbatched=True)
+    dv(3, "k2_div3", kernel_size=2, divisor_override=3, spatial=(4, 4, 4), unbatched=True)
+    dv(2, "k3_stride2_pad1_ceil_nocip_div4", kernel_size=3, stride=2, padding=1, ceil_mode=True,
+       count_include_pad=False, divisor_override=4, spatial=(8, 10), f32=True)
+    dv(3, "k2_div3", kernel_size=2, divisor_override=3, spatial=(4, 5, 6), f32=True)
+
+
+def write(directory, entries):
+    """Write ``entries`` into a fresh ``directory``; return the count per function."""
+    directory.mkdir()
+    counts = {}
+    for name, arrays, params in entries:
+        counts[params["func"]] = counts.get(params["func"], 0) + 1
+        np.savez_compressed(directory / f"{name}.npz", params=np.array(json.dumps(params)), **arrays)
+    return counts
+
+
 def main():
     self_check_avg_via_conv()
     build()
+    build_parity()
+    names = [name for name, _, _ in cases + parity_cases]
+    assert len(names) == len(set(names)), "duplicate case names"
     if CASES.exists():
         shutil.rmtree(CASES)
-    CASES.mkdir()
-    names = set()
-    counts = {}
-    for name, arrays, params in cases:
-        assert name not in names, name
-        names.add(name)
-        counts[params["func"]] = counts.get(params["func"], 0) + 1
-        np.savez_compressed(CASES / f"{name}.npz", params=np.array(json.dumps(params)), **arrays)
-    total = sum(f.stat().st_size for f in CASES.iterdir())
-    print(f"wrote {len(cases)} cases ({total / 1e6:.2f} MB) to {CASES}")
-    for func in sorted(counts):
-        print(f"  {func:22s} {counts[func]}")
+    for directory, entries in ((CASES, cases), (PARITY, parity_cases)):
+        counts = write(directory, entries)
+        total = sum(f.stat().st_size for f in directory.glob("*.npz"))
+        print(f"wrote {len(entries)} cases ({total / 1e6:.2f} MB) to {directory}")
+        for func in sorted(counts):
+            print(f"  {func:22s} {counts[func]}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,154 @@
+"""From ``(op, spec)`` to a plan: a backend's own kernel, or a lowering into ops it can run.
+
+A backend named in the call (or set as the default) runs the op with its own kernel when it
+declares support, else through the first lowering of the op table whose target it can run;
+it is never replaced by another backend. ``"auto"`` picks among the backends with a kernel
+for the op (:mod:`.policy`), and only when none has one, among lowerings. A default backend
+without a kernel for the op at all leaves that op to ``"auto"`` (``set_backend("im2col")``
+still lets a model pool).
+"""
+
+from dataclasses import dataclass
+
+from ..errors import BackendUnavailableError, UnsupportedError
+from ..ops import get_op
+from .policy import AutoPolicy
+from .precedence import current_backend
+from .registry import backend_from_arg, backends, get_backend
+
+__all__ = ["Plan", "plan_call", "resolve", "backend_plan", "supporters"]
+
+DEVICE_REFUSAL = ("the input is a device array (__cuda_array_interface__) and this backend "
+                  "computes on NumPy arrays; copy it to the host first")
+
+
+@dataclass
+class Plan:
+    """How one call runs: ``op`` on ``spec`` by ``backend``'s kernel, or through ``lowering``.
+
+    With a lowering, ``inner`` is the plan of the target op (on the same backend, or the
+    one ``"auto"`` chose for it) and ``backend`` is the backend whose kernel ends the chain.
+    """
+
+    op: str
+    spec: object
+    backend: object
+    reason: str = ""
+    lowering: object = None
+    inner: "Plan" = None
+
+    def run(self, operands, out=None):
+        """The op's results for ``operands``; ``out`` reaches kernels that write into it."""
+        if self.lowering is not None:
+            return self.lowering.run(lambda *ops: self.inner.run(ops), operands, self.spec,
+                                     self.inner.spec)
+        method = getattr(self.backend, self.op)
+        if out is not None and getattr(self.backend, "writes_out", False):
+            return method(*operands, self.spec, out=out)
+        return method(*operands, self.spec)
+
+    @property
+    def writes_out(self):
+        """Whether :meth:`run` writes its single result into ``out``."""
+        return (self.lowering is None and getattr(self.backend, "writes_out", False)
+                and len(get_op(self.op).results) == 1)
+
+    def steps(self):
+        """The chain as lines: each lowering, then the kernel that runs."""
+        if self.lowering is None:
+            return [f"{self.op}: {self.backend.name}'s own kernel"]
+        return ([f"{self.op} -> {self.lowering.target}: lowering {self.lowering.name} "
+                 f"({self.lowering.summary})"] + self.inner.steps())
+
+
+def backend_plan(backend, op, spec, device=False):
+    """``(plan, None)`` if ``backend`` can run ``op`` on ``spec`` itself, else ``(None, why)``."""
+    why = backend.supports(op, spec)
+    if why is None and not callable(getattr(backend, op, None)):
+        why = f"{backend.name} does not implement {op}"
+    if why is None and device and not getattr(backend, "accepts_device_arrays", False):
+        why = DEVICE_REFUSAL
+    if why is None:
+        return Plan(op, spec, backend), None
+    if device:      # lowerings compute on the host
+        return None, why
+    reasons = [why]
+    for low in get_op(op).lowerings:
+        target = low.rewrite(spec)
+        if isinstance(target, str):
+            reasons.append(f"{low.name} does not apply: {target}")
+            continue
+        inner, inner_why = backend_plan(backend, low.target, target)
+        if inner is not None:
+            return Plan(op, spec, backend, lowering=low, inner=inner), None
+        reasons.append(f"through {low.name}: {inner_why}")
+    return None, "; ".join(reasons)
+
+
+def supporters(op, spec, device=False):
+    """Names of the available registered backends that can run the call (kernel or lowering)."""
+    names = []
+    for name in backends():
+        if name == "auto":
+            continue
+        b = get_backend(name)
+        if b.available() is None and backend_plan(b, op, spec, device)[0] is not None:
+            names.append(name)
+    return names
+
+
+def _auto_plan(auto, op, spec, device, dry_run):
+    try:
+        chosen, reason = auto.choose(op, spec, device=device, dry_run=dry_run)
+        return Plan(op, spec, chosen, reason)
+    except UnsupportedError:
+        if device:
+            raise
+        for low in get_op(op).lowerings:
+            target = low.rewrite(spec)
+            if isinstance(target, str):
+                continue
+            try:
+                inner = _auto_plan(auto, low.target, target, device, dry_run)
+            except UnsupportedError:
+                continue
+            return Plan(op, spec, inner.backend, f"no backend has a {op} kernel; lowering "
+                        f"{low.name}, then {inner.reason}", low, inner)
+        raise
+
+
+def plan_call(op, spec, backend=None, device=False, dry_run=False):
+    """The :class:`Plan` for one call.
+
+    Raises
+    ------
+    BackendUnavailableError
+        The backend named (or set as the default) cannot run on this machine.
+    UnsupportedError
+        It cannot run this call, neither with a kernel nor through a lowering; the message
+        says why and names the backends that can.
+    """
+    chosen = current_backend() if backend is None else backend_from_arg(backend)
+    if backend is None and not isinstance(chosen, AutoPolicy) \
+            and not callable(getattr(chosen, op, None)):
+        chosen = get_backend("auto")
+    if isinstance(chosen, AutoPolicy):
+        return _auto_plan(chosen, op, spec, device, dry_run)
+    name = chosen.name
+    why = chosen.available()
+    if why is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run on this machine: {why}")
+    plan, why = backend_plan(chosen, op, spec, device)
+    if plan is None:
+        others = supporters(op, spec, device)
+        raise UnsupportedError(f"backend {name!r} cannot run this {op}: {why}. Backends that "
+                               f"can: {', '.join(others) or 'none'}")
+    how = "named explicitly" if backend is not None else "set as the default"
+    plan.reason = f"backend {name!r} {how}"
+    return plan
+
+
+def resolve(op, spec, backend=None, device=False, dry_run=False):
+    """``(backend, reason)``: the backend whose kernel ends the plan, and why it was chosen."""
+    plan = plan_call(op, spec, backend, device, dry_run)
+    return plan.backend, plan.reason

@@ -1,0 +1,199 @@
+"""The ``"auto"`` policy: which backend runs a call when none is named.
+
+``AutoPolicy.choose`` answers, in this order:
+
+1. a device array (``__cuda_array_interface__``) goes to ``cuda``;
+2. with the autotuner on (:func:`convbackends.dispatch.autotune.set_autotune`,
+   ``CONVBACKENDS_AUTOTUNE=1``), the fastest backend measured for this geometry, timed once
+   and then remembered (see :mod:`convbackends.dispatch.autotune`);
+3. the first of :data:`RULES` whose predicate holds and one of whose preferred backends is
+   registered, available and supports the call;
+4. the first backend of :data:`DEFAULT_ORDER` (then any other registered one) that can run it.
+
+So ``"auto"`` never raises :class:`UnsupportedError` while any registered, available
+backend supports the call, and a rule naming a backend that is missing on this machine
+(``fft``, ``winograd``, ``numba``, ``cuda`` are optional) simply passes to the next choice.
+The rules are the crossovers measured by ``convbackends compare`` (docs/perf-compare.md).
+FFT is preferred in both dtypes (its measured error, ~7e-16 in float64 and ~3e-7 in float32,
+equals the direct sums'); Winograd only in float32, where its ~10x larger error (~2e-6)
+still sits well inside the float32 bound.
+"""
+
+import math
+from dataclasses import dataclass
+
+from ..errors import UnsupportedError
+from ..spec import POOL_OPS
+
+__all__ = ["AutoPolicy", "Rule", "RULES", "DEFAULT_ORDER"]
+
+# Used when no rule names a backend that can run the call.
+DEFAULT_ORDER = ("im2col", "numba", "fft", "winograd", "naive")
+
+@dataclass(frozen=True)
+class Rule:
+    """One crossover: when ``applies(op, spec)`` holds, try ``prefer`` in order.
+
+    ``name`` and ``why`` (the measurement behind it) make ``explain()``'s reason.
+    """
+
+    name: str
+    why: str
+    prefer: tuple
+    applies: object
+
+    def __call__(self, op, spec):
+        return self.applies(op, spec)
+
+
+def _conv(op, spec):
+    return op == "conv"
+
+
+def _depthwise(op, spec):
+    return op in ("conv", "conv_transpose") and spec.groups > 1 \
+        and spec.groups == spec.in_channels
+
+
+def _unit_stride_dilation(spec):
+    return all(s == 1 for s in spec.stride) and all(d == 1 for d in spec.dilation)
+
+
+def _channels_per_group(spec):
+    return spec.in_channels // spec.groups
+
+
+# The crossovers, measured with `convbackends compare` and the sweeps in
+# docs/perf-compare.md (2 cores, OpenBLAS Haswell kernel, batch 8).
+LARGE_KERNEL = {1: 31, 2: 7, 3: 7}      # per dim, from which FFT beats GEMM and direct loop
+FEW_CHANNELS = {1: 4, 2: 32, 3: 32}     # C_in / groups up to which the direct loop wins
+FEW_OUTPUTS = {1: 128, 2: 32, 3: 32}    # ... and C_out / groups up to which it still does
+WINOGRAD_MAX_SIDE = 112                 # output side up to which Winograd's tiles pay
+WINOGRAD_MIN_TILES = 32                 # 4x4 output tiles (whole batch) its GEMMs need
+
+
+def _large_kernel(op, spec):
+    # A 1-D filter bank over one or a few channels stays with the direct loop (SincNet's
+    # 251 taps: numba 8.9 ms, FFT 19.7 ms), so few channels are left to the next rule.
+    return (_conv(op, spec) and _unit_stride_dilation(spec) and not _depthwise(op, spec)
+            and min(spec.kernel) >= LARGE_KERNEL[spec.ndim]
+            and (spec.ndim > 1 or _channels_per_group(spec) > FEW_CHANNELS[1]))
+
+
+def _few_channels(op, spec):
+    # Strided stems with large kernels (ResNet's 7x7/2, AlexNet's 11x11/4) stay with the
+    # GEMM (1.1-1.4x faster there); a strided 3x3 stem (MobileNet's) does not. With many
+    # output channels (VGG's 3->64 stem, MobileNet's 32->64 pointwise) the GEMM wins again.
+    small_or_unstrided = all(s == 1 for s in spec.stride) or max(spec.kernel) <= 3
+    return (_conv(op, spec) and small_or_unstrided
+            and _channels_per_group(spec) <= FEW_CHANNELS[spec.ndim]
+            and spec.out_channels // spec.groups <= FEW_OUTPUTS[spec.ndim])
+
+
+def _winograd_3x3(op, spec):
+    # Every stride-1 3x3 layer of ResNet-18 and VGG-16 at batch 8 from 64 channels on
+    # (1.03x-2.6x over im2col), but for VGG's 64 channels at 224x224, a draw (0.89x in one
+    # run, 1.05x in the next) that the GEMM keeps: the transformed tiles outgrow the caches.
+    # Too few tiles starve its GEMMs: ResNet-18's 512 channels at 7x7 and batch 1 (4 tiles)
+    # took 2.3x im2col's time, 256 at 14x14 (16 tiles) 1.08x; at batch 8 (32 tiles) 0.84x.
+    return (_conv(op, spec) and spec.dtype == "float32" and spec.ndim == 2
+            and all(k == 3 for k in spec.kernel) and _unit_stride_dilation(spec)
+            and spec.groups == 1 and spec.in_channels > FEW_CHANNELS[2]
+            and spec.out_channels > FEW_OUTPUTS[2]
+            and max(spec.output_spatial) <= WINOGRAD_MAX_SIDE
+            and spec.batch * math.prod(-(-o // 4) for o in spec.output_spatial)
+            >= WINOGRAD_MIN_TILES)
+
+
+RULES = (
+    Rule("pooling", "pooling is memory-bound: the parallel direct loop wins",
+         ("numba", "naive"), lambda op, spec: op in POOL_OPS),
+    Rule("depthwise", "depthwise: one GEMM per channel is too small for BLAS; the direct "
+         "loop beat FFT up to 31x31 kernels", ("numba",), _depthwise),
+    Rule("large-kernel", "stride 1, kernel >= 7x7 (31 in 1-D): FFT's cost does not grow "
+         "with the kernel", ("fft",), _large_kernel),
+    Rule("few-channels", f"at most {FEW_CHANNELS[2]} input and {FEW_OUTPUTS[2]} output channels "
+         f"per group ({FEW_CHANNELS[1]} and {FEW_OUTPUTS[1]} in 1-D), stride 1 or a 3x3 kernel: "
+         "too short a GEMM to pay for the unfold", ("numba",), _few_channels),
+    Rule("winograd-3x3", f"float32 3x3, stride 1, more than {FEW_CHANNELS[2]} channels, output "
+         f"up to {WINOGRAD_MAX_SIDE}x{WINOGRAD_MAX_SIDE}, at least {WINOGRAD_MIN_TILES} 4x4 "
+         "tiles: 2.25x fewer multiplies than the GEMM",
+         ("winograd",), _winograd_3x3),
+)
+
+
+class AutoPolicy:
+    """The policy registered as ``"auto"``."""
+
+    name = "auto"
+    limits = "chooses among the others: device arrays -> cuda, autotuner, rules, default order"
+    accepts_device_arrays = True
+
+    def __init__(self, backends, get_backend):
+        # The registry's lookups, handed in so the policy never imports the registry.
+        self._backends, self._get_backend = backends, get_backend
+        self._tuner = None
+
+    def available(self):
+        return None
+
+    def supports(self, op, spec):
+        return None
+
+    @property
+    def tuner(self):
+        """The :class:`~convbackends.dispatch.autotune.Autotuner` (made when first needed)."""
+        if self._tuner is None:
+            from .autotune import Autotuner
+            self._tuner = Autotuner()
+        return self._tuner
+
+    def choose(self, op, spec, device=False, dry_run=False):
+        """Return ``(backend, reason)`` for this call; ``reason`` names the rule or cache entry.
+
+        With ``dry_run`` (``explain()``) the autotuner answers only from what it has already
+        timed; an unknown geometry falls to the rules, and the reason says so.
+        """
+        from .autotune import autotune_enabled
+        backends, get_backend = self._backends, self._get_backend
+
+        def runnable(name):
+            if name == "auto" or name not in backends():
+                return None
+            b = get_backend(name)
+            if device and not getattr(b, "accepts_device_arrays", False):
+                return None
+            if not callable(getattr(b, op, None)):
+                return None
+            if b.available() is not None or b.supports(op, spec) is not None:
+                return None
+            return b
+
+        if device:
+            b = runnable("cuda")
+            if b is not None:
+                return b, "rule device: the input is a device array"
+        order = list(DEFAULT_ORDER) + [n for n in backends() if n not in DEFAULT_ORDER]
+        untimed = ""
+        if autotune_enabled() and not device:
+            candidates = {n: b for n in order if (b := runnable(n)) is not None}
+            if len(candidates) > 1:
+                found = (self.tuner.lookup(op, spec, candidates) if dry_run
+                         else self.tuner.choose(op, spec, candidates))
+                if found is not None:
+                    return candidates[found[0]], found[1]
+                untimed = "autotune has not timed this geometry yet (its first call will); " \
+                          "until then "
+        for rule in RULES:
+            if rule(op, spec):
+                for name in rule.prefer:
+                    b = runnable(name)
+                    if b is not None:
+                        return b, f"{untimed}rule {rule.name}: {rule.why}"
+        for name in order:
+            b = runnable(name)
+            if b is not None:
+                return b, (f"{untimed}default order {', '.join(DEFAULT_ORDER)}: first that "
+                           f"supports it")
+        raise UnsupportedError(f"no registered, available backend can run this {op}"
+                               + (" on a device array" if device else ""))

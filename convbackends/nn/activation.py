@@ -1,0 +1,64 @@
+"""Element-wise layers, as ``torch.nn``'s: ReLU, Tanh and Dropout (NumPy expressions)."""
+
+import numpy as np
+
+from ..errors import ShapeError
+from .module import _Elementwise, _non_defaults
+
+__all__ = ["ReLU", "Tanh", "Dropout"]
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)``, as ``torch.nn.ReLU``; ``inplace`` is accepted for PyTorch code, but
+    the input is never modified."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class Tanh(_Elementwise):
+    """``tanh(x)``, as ``torch.nn.Tanh``."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+
+class Dropout(_Elementwise):
+    """Zero each element with probability ``p`` in training, as ``torch.nn.Dropout``.
+
+    Kept elements are scaled by ``1 / (1 - p)``, so evaluation mode is the identity. The
+    zeros are drawn from the layer's own generator.
+
+    Parameters
+    ----------
+    p : float in [0, 1]. Default: 0.5
+    inplace : bool
+        Accepted for PyTorch code; the input is never modified. Default: False
+    rng : numpy.random.Generator or seed, optional
+    """
+
+    def __init__(self, p=0.5, inplace=False, *, rng=None):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ShapeError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+        self._rng = np.random.default_rng(rng)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return np.zeros_like(x)
+        keep = self._rng.random(x.shape) >= self.p
+        return np.where(keep, x * x.dtype.type(1 / (1 - self.p)), x.dtype.type(0))
+
+    def extra_repr(self):
+        return _non_defaults(self, (("p", 0.5), ("inplace", False))).lstrip(", ")

@@ -1,0 +1,139 @@
+"""Rewrites of one op into others, so a backend gains an op it has no kernel for.
+
+A :class:`Lowering` turns a call of its ``source`` op into a call of its ``target`` op: the
+spec is rewritten (or the rewrite says why it does not apply), and ``run`` adapts the
+operands before and the results after. Dispatch tries a backend's own kernel first and the
+lowerings of :data:`LOWERINGS` after, in order; nothing here chooses a backend.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec import ConvSpec
+
+__all__ = ["Lowering", "LOWERINGS", "lowerings_from"]
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """``source`` computed through ``target``.
+
+    ``rewrite(spec)`` returns the target op's spec, or a string saying why the rewrite does
+    not apply to this call. ``run(run_target, operands, spec, target_spec)`` computes the
+    source op's results, calling ``run_target(*target_operands)`` for the target op.
+    """
+
+    name: str
+    source: str
+    target: str
+    summary: str
+    rewrite: object
+    run: object
+
+
+def _drop_indices(run_target, operands, spec, target_spec):
+    values, _ = run_target(*operands)
+    return values
+
+
+def _same_op_with_indices(spec):
+    return spec.replace(op="max_pool_with_indices")
+
+
+def _uniform_windows(spec, op):
+    """An adaptive pool whose input sizes are multiples of its output sizes is a fixed one."""
+    if any(L % o for L, o in zip(spec.input_spatial, spec.adaptive_output)):
+        return (f"input size {spec.input_spatial} is not a multiple of the output size "
+                f"{spec.adaptive_output}")
+    kernel = tuple(L // o for L, o in zip(spec.input_spatial, spec.adaptive_output))
+    return spec.replace(op=op, kernel=kernel, stride=kernel, padding=((0, 0),) * spec.ndim,
+                        dilation=(1,) * spec.ndim, adaptive_output=())
+
+
+def _as_is(run_target, operands, spec, target_spec):
+    return run_target(*operands)
+
+
+def _avg_as_depthwise(spec):
+    """Average pooling is a depthwise convolution with a ones filter, then a division."""
+    extra = []
+    for L, k, s, (pb, pa), d, o in zip(spec.input_spatial, spec.kernel, spec.stride,
+                                       spec.padding, spec.dilation, spec.output_spatial):
+        # A ceil-mode window may reach past the trailing padding: pad as far as it reaches.
+        reach = (o - 1) * s + d * (k - 1) + 1
+        extra.append(max(0, reach - (L + pb + pa)))
+    padding = tuple((pb, pa + e) for (pb, pa), e in zip(spec.padding, extra))
+    target = ConvSpec(op="conv", batch=spec.batch, in_channels=spec.channels,
+                      out_channels=spec.channels, input_spatial=spec.input_spatial,
+                      kernel=spec.kernel, stride=spec.stride, padding=padding,
+                      dilation=spec.dilation, groups=spec.channels, dtype=spec.dtype)
+    assert target.output_spatial == spec.output_spatial
+    return target
+
+
+def _run_avg_as_depthwise(run_target, operands, spec, target_spec):
+    (x,) = operands
+    ones = np.ones(target_spec.weight_shape, spec.dtype)
+    y = np.array(run_target(x, ones, None), dtype=spec.dtype, copy=True)
+    divisor = np.ones((), np.int64)
+    for counts in spec.divisor_counts():
+        divisor = np.multiply.outer(divisor, counts)
+    with np.errstate(divide="ignore", invalid="ignore"):   # a window of no taps is NaN
+        np.divide(y, divisor.astype(spec.dtype), out=y)
+    return y
+
+
+def _transpose_as_conv(spec):
+    """``conv_transpose`` is ``conv`` over the stride-dilated input with the flipped filter."""
+    reach = [d * (k - 1) for d, k in zip(spec.dilation, spec.kernel)]
+    if any(pb > r or pa > r for (pb, pa), r in zip(spec.padding, reach)):
+        return "padding larger than dilation*(kernel-1) would crop the input"
+    padding = tuple((r - pb, r - pa + op) for (pb, pa), r, op
+                    in zip(spec.padding, reach, spec.output_padding))
+    spread = tuple((L - 1) * s + 1 for L, s in zip(spec.input_spatial, spec.stride))
+    target = ConvSpec(op="conv", batch=spec.batch, in_channels=spec.in_channels,
+                      out_channels=spec.out_channels, input_spatial=spread,
+                      kernel=spec.kernel, stride=(1,) * spec.ndim, padding=padding,
+                      dilation=spec.dilation, groups=spec.groups, dtype=spec.dtype,
+                      has_bias=spec.has_bias)
+    assert target.output_spatial == spec.output_spatial
+    return target
+
+
+def _run_transpose_as_conv(run_target, operands, spec, target_spec):
+    x, weight, bias = operands
+    if any(s > 1 for s in spec.stride):
+        spread = np.zeros(target_spec.input_shape, spec.dtype)
+        spread[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in spec.stride)] = x
+        x = spread
+    g, nd = spec.groups, spec.ndim
+    w = np.asarray(weight).reshape((g, spec.in_channels // g, spec.out_channels // g)
+                                   + spec.kernel)
+    w = np.swapaxes(w, 1, 2).reshape(target_spec.weight_shape)
+    w = np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
+    return run_target(x, w, bias)
+
+
+LOWERINGS = (
+    Lowering("max_pool->max_pool_with_indices", "max_pool", "max_pool_with_indices",
+             "max pooling from the kernel that also finds the indices, which are dropped",
+             _same_op_with_indices, _drop_indices),
+    Lowering("adaptive_max_pool->max_pool_with_indices", "adaptive_max_pool",
+             "max_pool_with_indices", "sizes that divide evenly give fixed windows",
+             lambda spec: _uniform_windows(spec, "max_pool_with_indices"), _as_is),
+    Lowering("adaptive_avg_pool->avg_pool", "adaptive_avg_pool", "avg_pool",
+             "sizes that divide evenly give fixed windows",
+             lambda spec: _uniform_windows(spec, "avg_pool"), _as_is),
+    Lowering("avg_pool->conv", "avg_pool", "conv",
+             "a depthwise convolution with a ones filter, divided by each window's divisor",
+             _avg_as_depthwise, _run_avg_as_depthwise),
+    Lowering("conv_transpose->conv", "conv_transpose", "conv",
+             "conv over the input spread by the stride, with the flipped, channel-swapped "
+             "filter", _transpose_as_conv, _run_transpose_as_conv),
+)
+
+
+def lowerings_from(op):
+    """The lowerings whose source is ``op``, in the order dispatch tries them."""
+    return tuple(low for low in LOWERINGS if low.source == op)

@@ -1,0 +1,112 @@
+"""The op table: what each op is, independent of any backend.
+
+One :class:`Op` per op: its operands and results, how its spec is built from a call's
+shapes and parameters, the oracle function that defines it (in the repository's float64
+``reference/oracle.py``), and the lowerings that rewrite it into other ops
+(:mod:`convbackends.ops.lowerings`). Dispatch, ``explain()``, the functional API and the
+conformance tests all read this table, so a new op is one entry here, one lowering or
+kernel, and one oracle function.
+"""
+
+from dataclasses import dataclass
+
+from ..errors import ShapeError
+from ..spec import adaptive_pool_spec, conv_spec, pool_spec, unpool_spec
+
+__all__ = ["Op", "OPS", "OP_NAMES", "get_op"]
+
+
+def _conv_builder(op):
+    def build(func, nd, shapes, dtype, *, stride=1, padding=0, dilation=1, groups=1,
+              output_padding=0):
+        x_shape, w_shape, bias_shape = shapes
+        return conv_spec(func, x_shape, w_shape, bias_shape, op=op, stride=stride,
+                         padding=padding, dilation=dilation, groups=groups,
+                         output_padding=output_padding, dtype=dtype)
+    return build
+
+
+def _pool_builder(op):
+    def build(func, nd, shapes, dtype, *, kernel_size, stride=None, padding=0, dilation=1,
+              ceil_mode=False, count_include_pad=True, divisor_override=None):
+        return pool_spec(func, op, shapes[0], nd, kernel_size, stride, padding, dilation,
+                         ceil_mode, count_include_pad, dtype, divisor_override)
+    return build
+
+
+def _adaptive_builder(op):
+    def build(func, nd, shapes, dtype, *, output_size):
+        return adaptive_pool_spec(func, shapes[0], nd, output_size, dtype, op=op)
+    return build
+
+
+def _unpool_build(func, nd, shapes, dtype, *, kernel_size, stride=None, padding=0,
+                  output_size=None):
+    return unpool_spec(func, shapes[0], shapes[1], nd, kernel_size, stride, padding,
+                       output_size, dtype)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op of the table.
+
+    Attributes
+    ----------
+    name : str
+        The op's name, and the name of the backend method that runs it natively.
+    operands : tuple of str
+        The arrays a backend method takes before the spec (``("x", "weight", "bias")``).
+    results : tuple of str
+        What it returns: ``("y",)`` or ``("values", "indices")``.
+    build_spec : callable
+        ``build_spec(func, nd, shapes, dtype, **params) -> (spec, batched)``: validates a
+        call (``func`` names the public function in messages; ``shapes`` are the operands'
+        shapes, ``None`` for an absent bias).
+    oracle : str
+        The function of the float64 oracle that defines the op.
+    summary : str
+        One line for ``explain()`` and the API reference.
+    """
+
+    name: str
+    operands: tuple
+    results: tuple
+    build_spec: object
+    oracle: str
+    summary: str
+
+    @property
+    def lowerings(self):
+        """The rewrites of this op into others, in the order dispatch tries them."""
+        from .lowerings import lowerings_from
+        return lowerings_from(self.name)
+
+
+OPS = {op.name: op for op in (
+    Op("conv", ("x", "weight", "bias"), ("y",), _conv_builder("conv"), "conv",
+       "convolution (cross-correlation)"),
+    Op("conv_transpose", ("x", "weight", "bias"), ("y",), _conv_builder("conv_transpose"),
+       "conv_transpose", "transposed convolution, the adjoint of conv"),
+    Op("max_pool", ("x",), ("y",), _pool_builder("max_pool"), "max_pool", "max pooling"),
+    Op("max_pool_with_indices", ("x",), ("values", "indices"),
+       _pool_builder("max_pool_with_indices"), "max_pool_with_indices",
+       "max pooling with int64 flat indices of the maxima into each input plane"),
+    Op("avg_pool", ("x",), ("y",), _pool_builder("avg_pool"), "avg_pool", "average pooling"),
+    Op("adaptive_avg_pool", ("x",), ("y",), _adaptive_builder("adaptive_avg_pool"),
+       "adaptive_avg_pool", "average over adaptive windows [floor(iL/out), ceil((i+1)L/out))"),
+    Op("adaptive_max_pool", ("x",), ("values", "indices"),
+       _adaptive_builder("adaptive_max_pool"), "adaptive_max_pool",
+       "maximum over adaptive windows, with int64 flat indices"),
+    Op("max_unpool", ("x", "indices"), ("y",), _unpool_build, "max_unpool",
+       "scatter of pooled values back to their indices, zeros elsewhere"),
+)}
+
+OP_NAMES = tuple(OPS)
+
+
+def get_op(name):
+    """The table entry of ``name``; an unknown name is a :class:`ShapeError` listing them."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise ShapeError(f"unknown op {name!r}; ops: {', '.join(OP_NAMES)}") from None

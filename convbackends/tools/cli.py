@@ -1,0 +1,193 @@
+"""The ``convbackends`` command: ``info`` and ``compare``.
+
+``convbackends info`` prints what :func:`convbackends.tools.info.report` finds: the version,
+the backends and their limits, threads, BLAS and the environment variables that matter.
+
+``convbackends compare`` runs backends side by side on a named suite of real layers
+(:mod:`convbackends.tools.workloads`) with :func:`convbackends.tools.compare.run_layer`:
+one warm-up call each, then interleaved rounds into reused ``out=`` buffers (the median
+counts), every result checked against a float64 reference shipped with the package; with
+``--torch``, PyTorch runs in a process of its own in the same rounds. It prints time,
+GFLOP/s, speed relative to the fastest, relative error and ``auto``'s pick
+(:mod:`convbackends.tools.report`). Heavy imports (Numba, threadpoolctl, matplotlib) happen
+only where needed; PyTorch is never imported in this process.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import sys
+import time
+
+import convbackends as cb
+
+from ..errors import ConvError
+from . import info, report, workloads
+from .compare import REFERENCE_LABEL, run_layer
+from .peer import Peer
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+
+class UsageError(ConvError, ValueError):
+    """A bad command line: printed without a traceback, exit code 2."""
+
+
+def cmd_info(args, out):
+    """Print the ``info`` report to ``out``."""
+    for line in info.report():
+        print(line, file=out)
+    return 0
+
+
+class Progress:
+    """A plain-text progress line on stderr: rewritten in place on a terminal."""
+
+    def __init__(self, total, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.perf_counter()
+
+    def update(self, i, text):
+        bar = "#" * (20 * i // self.total)
+        line = f"[{bar:<20}] {i}/{self.total} {time.perf_counter() - self.t0:5.0f} s {text}"
+        if self.tty:
+            self.stream.write("\r" + line[:120].ljust(120))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _chosen_backends(text):
+    """``--backends a,b`` checked against the registry; default every available one."""
+    if text is None:
+        return [n for n in cb.available_backends() if n != "auto"] + ["auto"], False
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = cb.backends()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise UsageError(f"unknown backend {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"known backends: {', '.join(known)}")
+    for name in names:
+        why = cb.get_backend(name).available()
+        if why is not None:
+            raise UsageError(f"backend {name!r} cannot run on this machine: {why}")
+    return list(dict.fromkeys(names + ["auto"])), True
+
+
+def _check_optional(args):
+    if args.torch and importlib.util.find_spec("torch") is None:
+        raise UsageError("--torch needs PyTorch, which is not importable here")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'convbackends[plot]'")
+
+
+def _limit_threads(n):
+    """Cap Numba and BLAS (through threadpoolctl) at ``n`` threads; PyTorch's peer is told."""
+    import numba
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise UsageError(f"--threads {n}: Numba has at most {numba.config.NUMBA_NUM_THREADS}")
+    numba.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(n)
+
+
+def _measure(args, layers, names, named):
+    """One :class:`~convbackends.tools.compare.LayerRun` per layer, with a progress line."""
+    progress = Progress(len(layers))
+    runs = []
+    with Peer() if args.torch else contextlib.nullcontext() as peer:
+        for i, layer in enumerate(layers):
+            progress.update(i, layer.name)
+            runs.append(run_layer(layer, names, dtype=args.dtype, repeat=args.repeat,
+                                  peer=peer, threads=args.threads, named=named))
+    progress.update(len(layers), "done")
+    progress.close()
+    return runs
+
+
+def _print_runs(args, runs, out):
+    """The tables on ``out``; the CSV and the chart where asked for."""
+    title = (f"suite {args.suite}, batch {args.batch}, {args.dtype}; reference: "
+             f"{REFERENCE_LABEL}; median of up to {args.repeat} interleaved calls after a "
+             f"warm-up call" + ("; PyTorch in a process of its own" if args.torch else ""))
+    markdown = args.format == "markdown"
+    print(title + "\n", file=out)
+    print(report.detail_table(runs, markdown) + "\n", file=out)
+    print(report.summary_table(runs, markdown) + "\n", file=out)
+    for line in report.summary_lines(runs):
+        print(line, file=out)
+    if args.csv:
+        report.write_csv(args.csv, runs, {"suite": args.suite, "batch": args.batch,
+                                          "dtype": args.dtype, "reference": REFERENCE_LABEL})
+    if args.plot:
+        report.write_plot(args.plot, runs, title)
+
+
+def cmd_compare(args, out):
+    """Run the comparison and print (and save) its tables."""
+    try:
+        layers = workloads.suite(args.suite, args.batch)
+    except workloads.UnknownSuiteError as e:
+        raise UsageError(str(e)) from None
+    names, named = _chosen_backends(args.backends)
+    _check_optional(args)
+    with _limit_threads(args.threads) if args.threads else contextlib.nullcontext():
+        runs = _measure(args, layers, names, named)
+    _print_runs(args, runs, out)
+    return 0
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser():
+    """The argument parser of the ``convbackends`` command."""
+    parser = argparse.ArgumentParser(
+        prog="convbackends", description="PyTorch-exact convolution for NumPy: inspect the "
+        "backends, compare them on layers of real networks.")
+    parser.add_argument("--version", action="version", version=f"convbackends {cb.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="version, backends, threads, BLAS, environment")
+    p = sub.add_parser("compare", help="time every backend on a suite of real layers")
+    p.add_argument("--suite", default="resnet18",
+                   help=f"one of {', '.join(workloads.suite_names())} (default: resnet18)")
+    p.add_argument("--backends", help="comma-separated names (default: every available "
+                   "backend; naive only on small layers unless named); auto is always added")
+    p.add_argument("--batch", type=_positive, default=1, help="batch size (default: 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--repeat", type=_positive, default=5,
+                   help="timed calls per backend after the warm-up (default: 5)")
+    p.add_argument("--threads", type=_positive,
+                   help="cap Numba, BLAS and PyTorch threads (default: leave as they are)")
+    p.add_argument("--torch", action="store_true",
+                   help="add PyTorch CPU (torch.nn.functional.convNd) as a column, timed "
+                   "in a process of its own")
+    p.add_argument("--csv", metavar="FILE", help="write one row per layer and backend")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of GFLOP/s (matplotlib)")
+    p.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="table format on stdout (default: text)")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``convbackends`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    command = {"info": cmd_info, "compare": cmd_compare}[args.command]
+    try:
+        return command(args, sys.stdout)
+    except UsageError as e:
+        print(f"convbackends {args.command}: error: {e}", file=sys.stderr)
+        return 2
