@@ -26,7 +26,7 @@ from .spec import ConvSpec, PoolSpec
 from . import layers, models, nn
 from .tools import workloads
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d",

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import oracle
 
-__all__ = ["run_oracle", "assert_close", "relative_error"]
+__all__ = ["run_oracle", "assert_close"]
 
 NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -111,12 +111,3 @@ def assert_close(y, ref, rtol):
     diff = np.linalg.norm(np.asarray(y, np.float64)[~ninf] - ref[~ninf])
     norm = np.linalg.norm(ref[~ninf])
     assert diff <= rtol * norm, f"relative error {diff / norm:.3e} above {rtol:g}"
-
-
-def relative_error(y, ref):
-    """``||y - ref|| / ||ref||`` in float64, over the finite entries of ``ref``."""
-    ref = np.asarray(ref, np.float64)
-    finite = np.isfinite(ref)
-    diff = np.linalg.norm(np.asarray(y, np.float64)[finite] - ref[finite])
-    norm = np.linalg.norm(ref[finite])
-    return diff / norm if norm else diff

@@ -9,16 +9,6 @@ import pytest
 
 import convbackends as cb
 
-# Winograd and FFT trade exactness for fewer operations: the looser bound of docs/api.md §1.7.
-LOOSE = {"fft", "winograd"}
-
-
-def tolerance(backend, dtype):
-    loose = backend in LOOSE
-    if np.dtype(dtype) == np.float32:
-        return 1e-4 if loose else 1e-5
-    return 1e-10 if loose else 1e-12
-
 
 def conformance_backends():
     """Every registered, available backend but ``auto``.

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import convbackends as cb
-from conftest import BACKENDS, tolerance
-from convbackends.tools.measure import relative_error
+from conftest import BACKENDS
+from convbackends.tools.measure import relative_error, tolerance
 from reference.calls import assert_close, run_oracle
 from reference.golden import load_cases
 

@@ -29,11 +29,12 @@ from convbackends.backends.cuda import backend as cuda_impl
 from convbackends.backends.cuda import plan as cuda_plan
 from convbackends.spec import ConvSpec, adaptive_pool_spec, pool_spec, unpool_spec
 from reference import oracle
+from convbackends.tools.measure import TOLERANCE
 from reference.calls import assert_close, run_oracle
 
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 SIMULATING = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-RTOL = {"float32": 1e-5, "float64": 1e-12}
+RTOL = TOLERANCE
 
 
 def _why_not_here():

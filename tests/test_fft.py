@@ -11,10 +11,10 @@ import convbackends as cb
 from conftest import conv_arrays
 from convbackends.backends.fft import DEFAULT_WORKSPACE_LIMIT, FFTBackend
 from convbackends.spec import conv_spec
-from convbackends.tools.measure import relative_error
+from convbackends.tools.measure import TRANSFORM_TOLERANCE, relative_error
 from reference import oracle
 
-TOL = {"float32": 1e-4, "float64": 1e-10}
+TOL = TRANSFORM_TOLERANCE
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import convbackends as cb
-from conftest import BACKENDS, tolerance
+from convbackends.tools.measure import tolerance
+from conftest import BACKENDS
 from reference import oracle
 
 X1 = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]], dtype=float)

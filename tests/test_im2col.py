@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import convbackends as cb
-from conftest import conv_arrays, tolerance
+from conftest import conv_arrays
 from convbackends.backends import im2col
 from convbackends.backends.im2col import DEFAULT_WORKSPACE_LIMIT, SMALL_OUTPUT, Im2colBackend
 from convbackends.spec import conv_spec
-from convbackends.tools.measure import relative_error
+from convbackends.tools.measure import relative_error, tolerance
 from reference import oracle
 
 DTYPES = ["float32", "float64"]

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import convbackends as cb
-from conftest import tolerance
-from convbackends.tools.measure import relative_error
+from convbackends.tools.measure import relative_error, tolerance
 from reference.calls import run_oracle
 
 DTYPES = ["float32", "float64"]

@@ -16,10 +16,10 @@ import convbackends as cb
 from conftest import conv_arrays
 from convbackends.backends.winograd import WinogradBackend, toom_cook
 from convbackends.spec import conv_spec
-from convbackends.tools.measure import relative_error
+from convbackends.tools.measure import TRANSFORM_TOLERANCE, relative_error
 from reference import oracle
 
-TOL = {"float32": 1e-4, "float64": 1e-10}
+TOL = TRANSFORM_TOLERANCE
 
 
 # --------------------------------------------------------------------------- Toom-Cook

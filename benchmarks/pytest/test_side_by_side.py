@@ -14,7 +14,7 @@ import pytest
 
 import convbackends as cb
 from convbackends.tools import reference, workloads
-from convbackends.tools.measure import NAIVE_MAX_MACS, relative_error
+from convbackends.tools.measure import NAIVE_MAX_MACS, relative_error, tolerance
 
 pytestmark = pytest.mark.benchmark_suite
 
@@ -22,7 +22,6 @@ BATCH = 2
 LAYERS = ["resnet18.layer1.0.conv1", "resnet18.layer3.0.conv2", "resnet50.layer2.0.conv3",
           "mobilenet.block3.dw", "large-kernels.blur31", "signals.m5.conv2"]
 BACKENDS = ["naive", "im2col", "fft", "winograd", "numba", "cuda", "auto"]
-TOLERANCE = {"fft": 1e-4, "winograd": 1e-4}     # docs/api.md §1.7; 1e-5 for the others
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -40,7 +39,7 @@ def test_conv(benchmark, layer, backend):
     out = np.empty(lay.output_shape, np.float32)
     y = cb.conv(x, w, bias, backend=backend, **kwargs)      # also the warm-up (Numba compiles)
     error = relative_error(y, reference.conv(x, w, bias, **kwargs))
-    assert error < TOLERANCE.get(backend, 1e-5)
+    assert error < tolerance(backend, "float32")
 
     benchmark.group = layer
     benchmark.extra_info.update(gflop=lay.flops / 1e9, rel_error=error)

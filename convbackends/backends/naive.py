@@ -1,6 +1,8 @@
 """``naive``: direct loops straight from the definitions, compiled by Numba, serial.
 
 Limits: none. Every op, geometry and dtype; the baseline the others are measured against.
+Plain max pooling has no kernel of its own: it runs the kernel that also finds the indices
+(the op table's lowering drops them).
 Accumulates in float64 whatever the dtype. Slow: ``N*C_out*prod(out)*C_in/groups*prod(k)``
 multiply-accumulates, one at a time, on one core.
 """
@@ -81,34 +83,6 @@ def _conv_transpose_kernel(x, w, stride, pad, dil, groups, y):
                                         acc += x[n, ci, iz, iy, tx // stride[2]] \
                                             * w[ci, kk, r, s, t]
                         y[n, k, od, oh, ow] = acc
-
-
-@nb.njit(cache=True)
-def _max_pool_kernel(x, kernel, stride, pad, dil, y):
-    N, C, D, H, W = x.shape
-    _, _, OD, OH, OW = y.shape
-    for n in range(N):
-        for c in range(C):
-            for od in range(OD):
-                for oh in range(OH):
-                    for ow in range(OW):
-                        m = -np.inf
-                        for r in range(kernel[0]):
-                            iz = od * stride[0] - pad[0] + r * dil[0]
-                            if iz < 0 or iz >= D:
-                                continue
-                            for s in range(kernel[1]):
-                                iy = oh * stride[1] - pad[1] + s * dil[1]
-                                if iy < 0 or iy >= H:
-                                    continue
-                                for t in range(kernel[2]):
-                                    ix = ow * stride[2] - pad[2] + t * dil[2]
-                                    if ix < 0 or ix >= W:
-                                        continue
-                                    v = x[n, c, iz, iy, ix]
-                                    if v > m or v != v:
-                                        m = v
-                        y[n, c, od, oh, ow] = m
 
 
 @nb.njit(cache=True)
@@ -283,13 +257,6 @@ class NaiveBackend(Backend):
                                params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
                                params_3d(spec.dilation, 1), spec.groups, y)
         return _add_bias(y.reshape(spec.output_shape), bias)
-
-    def max_pool(self, x, spec):
-        y = _output_3d(spec, spec.channels)
-        _max_pool_kernel(as_3d(x, spec.ndim), params_3d(spec.kernel, 1),
-                         params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
-                         params_3d(spec.dilation, 1), y)
-        return y.reshape(spec.output_shape)
 
     def max_pool_with_indices(self, x, spec):
         """``(values, indices)``: indices int64, flat into each input plane, as PyTorch's."""

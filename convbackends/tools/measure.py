@@ -31,7 +31,8 @@ import numpy as np
 
 __all__ = ["NAIVE_MAX_MACS", "AUTOTUNE_NAIVE_MAX_MACS", "SETTLE_SECONDS",
            "SETTLE_BELOW_SECONDS", "Timing", "Sampler", "time_calls", "time_call",
-           "relative_error"]
+           "relative_error", "TOLERANCE", "TRANSFORM_TOLERANCE", "TRANSFORM_BACKENDS",
+           "tolerance"]
 
 # compare and the benchmark grids run naive (serial, unblocked: 0.4-0.8 G MAC/s on a 2-core
 # VM) only below this unless it is named: LeNet's and most depthwise layers, a tenth of a
@@ -42,6 +43,12 @@ NAIVE_MAX_MACS = 30_000_000
 AUTOTUNE_NAIVE_MAX_MACS = 2_000_000
 SETTLE_SECONDS = 0.15
 SETTLE_BELOW_SECONDS = 0.5
+
+# The accuracy bound of docs/api.md §1.7, ||y - ref|| / ||ref|| against float64; the
+# transform backends trade exactness for fewer operations and are held to a looser one.
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+TRANSFORM_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+TRANSFORM_BACKENDS = ("fft", "winograd")
 
 
 @dataclass
@@ -192,3 +199,9 @@ def relative_error(y, ref):
     diff = float(np.linalg.norm(np.asarray(y, np.float64)[finite] - ref[finite]))
     norm = float(np.linalg.norm(ref[finite]))
     return diff / norm if norm else diff
+
+
+def tolerance(backend, dtype):
+    """The relative error ``backend``'s results must stay under in ``dtype``."""
+    bounds = TRANSFORM_TOLERANCE if backend in TRANSFORM_BACKENDS else TOLERANCE
+    return bounds[np.dtype(dtype).name]

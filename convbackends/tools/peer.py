@@ -145,7 +145,7 @@ def _handle(state, request):
     if cmd == "result":
         np.save(request["path"], np.asarray(state["run"]()))
         return {}
-    raise ValueError(f"unknown request {cmd!r}")
+    raise PeerError(f"unknown request {cmd!r}")
 
 
 def serve():
