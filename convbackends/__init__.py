@@ -23,6 +23,7 @@ from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_
                          global_avg_pool, max_pool1d, max_pool2d, max_pool3d, max_unpool1d,
                          max_unpool2d, max_unpool3d)
 from .spec import ConvSpec, PoolSpec
+from . import grad
 from . import layers, models, nn
 from .tools import workloads
 
@@ -39,5 +40,5 @@ __all__ = [
     "backends", "available_backends", "get_backend", "register_backend", "set_backend",
     "set_global_backend", "set_autotune", "explain", "ConvSpec", "PoolSpec", "layers", "nn",
     "models",
-    "workloads",
+    "workloads", "grad",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 from . import dispatch
 from .errors import DTypeError, ShapeError, UnsupportedError
 from .ops import get_op
+from .ops.gradients import fold_padding
 from .spec import check_dtypes, invalid_index_error, padded_spec
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d",
@@ -34,7 +35,9 @@ __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpo
            "max_unpool3d", "global_avg_pool", "is_device_array"]
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-_PER_SAMPLE = ("x", "indices")      # operands with a batch dimension
+_PER_SAMPLE = ("x", "indices", "grad_output")      # operands with a batch dimension
+_PER_SAMPLE_RESULTS = ("y", "values", "indices", "grad_input")
+_PADDING_MODE_OPS = ("conv", "conv_transpose", "conv_input_grad", "conv_weight_grad")
 
 
 def is_device_array(a):
@@ -79,14 +82,24 @@ def _check_out(func, out, shape, dtype):
         raise ShapeError(f"{func}: out must be a writeable, C-contiguous array")
 
 
-def _check_dtypes(func, op, arrays):
-    if op in ("conv", "conv_transpose"):
-        return check_dtypes(func, *arrays)
-    dtype = check_dtypes(func, arrays[0])
-    if op == "max_unpool" and np.dtype(arrays[1].dtype) != np.int64:
-        raise DTypeError(f"elements in indices should be type int64 but got: "
-                         f"{np.dtype(arrays[1].dtype).name}")
+def _check_dtypes(func, entry, arrays):
+    """One floating dtype for every operand but the indices, which must be int64."""
+    floats = [a for name, a in zip(entry.operands, arrays) if name != "indices"]
+    dtype = check_dtypes(func, *floats)
+    if "indices" in entry.operands:
+        indices = arrays[entry.operands.index("indices")]
+        if np.dtype(indices.dtype) != np.int64:
+            raise DTypeError(f"elements in indices should be type int64 but got: "
+                             f"{np.dtype(indices.dtype).name}")
     return dtype
+
+
+def _check_weight_rank(func, nd, op, arrays):
+    if nd is not None and op in ("conv", "conv_transpose") and len(arrays[1].shape) != nd + 2:
+        layout = ("in_channels, out_channels / groups" if op == "conv_transpose"
+                  else "out_channels, in_channels / groups")
+        raise ShapeError(f"{func}: expected a {nd + 2}-D weight ({layout}, *kernel), got "
+                         f"weight of size {list(arrays[1].shape)}")
 
 
 def _check_indices(indices, spec):
@@ -98,41 +111,48 @@ def _check_indices(indices, spec):
         raise invalid_index_error(indices[bad].flat[-1], spec)
 
 
-def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros"):
-    """The one path of every public function: validate, plan, run, shape the results."""
-    entry = get_op(op)
-    device = any(is_device_array(a) for a in operands)
-    arrays = [_as_array(a, device) for a in operands]
-    dtype = _check_dtypes(func, op, arrays)
-    if nd is not None and op in ("conv", "conv_transpose") and len(arrays[1].shape) != nd + 2:
-        layout = ("in_channels, out_channels / groups" if op == "conv_transpose"
-                  else "out_channels, in_channels / groups")
-        raise ShapeError(f"{func}: expected a {nd + 2}-D weight ({layout}, *kernel), got "
-                         f"weight of size {list(arrays[1].shape)}")
-    shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
-    spec, batched = entry.build_spec(func, nd, shapes, dtype, **params)
-    inner = padded_spec(spec, padding_mode) if op in ("conv", "conv_transpose") else spec
-    _check_out(func, out, spec.output_shape if batched else spec.output_shape[1:], dtype)
-    if op == "max_unpool":
-        _check_indices(arrays[1], spec)
+def _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device):
+    """Batched operands, the input padded once when ``padding_mode`` is not zeros."""
     if not batched:
         arrays = [_add_batch_dim(a) if name in _PER_SAMPLE else a
                   for name, a in zip(entry.operands, arrays)]
-    if inner is not spec:
+    if inner is not spec and entry.operands[0] == "x":
         if device:
             raise UnsupportedError(f"{func}: padding_mode={padding_mode!r} on device arrays "
                                    f"is not supported; pad on the device first")
         pads = [(0, 0), (0, 0)] + [list(p) for p in spec.padding]
         arrays[0] = np.pad(arrays[0], pads, mode=_NP_PAD_MODE[padding_mode])
+    return arrays
+
+
+def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros"):
+    """The one path of every public function: validate, plan, run, shape the results."""
+    entry = get_op(op)
+    device = any(is_device_array(a) for a in operands)
+    arrays = [_as_array(a, device) for a in operands]
+    dtype = _check_dtypes(func, entry, arrays)
+    _check_weight_rank(func, nd, op, arrays)
+    shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
+    spec, batched = entry.build_spec(func, nd, shapes, dtype, **params)
+    inner = padded_spec(spec, padding_mode) if op in _PADDING_MODE_OPS else spec
+    per_sample = entry.results[0] in _PER_SAMPLE_RESULTS
+    unbatch = not batched and per_sample
+    result_shape = entry.result_shape(spec)
+    _check_out(func, out, result_shape[1:] if unbatch else result_shape, dtype)
+    if op == "max_unpool":
+        _check_indices(arrays[1], spec)
+    arrays = _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device)
     plan = dispatch.plan_call(op, inner, backend, device=device)
-    full_out = None if out is None else (out if batched else out[None])
+    full_out = None if out is None else (out[None] if unbatch else out)
     results = plan.run(arrays, out=full_out if plan.writes_out else None)
     if len(entry.results) == 1:
         results = (results,)
+    if op == "conv_input_grad" and inner is not spec:   # the padded input's gradient
+        results = (fold_padding(results[0], spec.padding, padding_mode),)
     if full_out is not None and results[0] is not full_out:
         np.copyto(full_out, results[0])
         results = (full_out,) + tuple(results[1:])
-    if not batched:
+    if unbatch:
         results = tuple(r[0] for r in results)
     if out is not None:
         results = (out,) + tuple(results[1:])

@@ -31,6 +31,12 @@ __all__ = [
     "adaptive_avg_pool",
     "adaptive_max_pool",
     "max_unpool",
+    "conv_input_grad",
+    "conv_weight_grad",
+    "conv_transpose_input_grad",
+    "conv_transpose_weight_grad",
+    "max_pool_input_grad",
+    "avg_pool_input_grad",
 ]
 
 _OUT_LETTERS = "pqrstu"  # einsum subscripts for output positions, one per spatial dim
@@ -729,3 +735,167 @@ def max_unpool(x, indices, kernel_size, stride=None, padding=0, output_size=None
     y = np.zeros(n * c * plane)
     y[target] = source[first]
     return y.reshape((n, c) + sizes)
+
+
+# ------------------------------------------------------------------------------ gradients
+#
+# Each gradient is the adjoint of its forward map, written from the forward formula: for a
+# linear map y = A x, the input gradient is A^T gy, gathered here by scattering every
+# window's gradient back onto the taps that made it.
+
+
+def _scatter_taps(shape, kernel, stride, dilation, out, contributions):
+    """``sum_t`` of ``contributions(t)`` placed at ``o*stride + t*dilation``: float64, ``shape``.
+
+    ``contributions(t)`` gives, for the kernel tap ``t`` (a tuple), an array ``(N, C, *out)``
+    that lands on the padded positions ``o*stride + t*dilation`` of every window ``o``.
+    """
+    g = np.zeros(shape)
+    for t in np.ndindex(*kernel):
+        where = tuple(slice(ti * d, ti * d + (o - 1) * s + 1, s)
+                      for ti, d, o, s in zip(t, dilation, out, stride))
+        g[(slice(None), slice(None)) + where] += contributions(t)
+    return g
+
+
+def conv_input_grad(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient of :func:`conv` with respect to its input, in float64.
+
+    ``gx[n, c, *i] = sum_{f, t, o : o*stride + t*dilation = i + pad_before} weight[f, c', *t]
+    * gy[n, f, *o]`` (within a group), cropped from the padded input to ``input_size``.
+    """
+    weight = _as_float64(weight, "weight", 3)
+    gy = _as_float64(grad_output, "grad_output", 3)
+    nd = weight.ndim - 2
+    stride, dilation = _as_tuple(stride, nd, "stride"), _as_tuple(dilation, nd, "dilation")
+    pairs = _as_pairs(padding, nd)
+    n, c = int(input_size[0]), int(input_size[1])
+    spatial = tuple(int(v) for v in input_size[-nd:])
+    kernel, out = weight.shape[2:], gy.shape[2:]
+    c_out, cin_g = weight.shape[:2]
+    cout_g = c_out // groups
+    padded = (n, c) + tuple(L + b + a for L, (b, a) in zip(spatial, pairs))
+
+    def tap(t):
+        return np.concatenate([
+            np.einsum("nf...,fc->nc...", gy[:, g * cout_g:(g + 1) * cout_g],
+                      weight[(slice(g * cout_g, (g + 1) * cout_g), slice(None)) + t])
+            for g in range(groups)], axis=1)
+    gp = _scatter_taps(padded, kernel, stride, dilation, out, tap)
+    crop = tuple(slice(b, b + L) for (b, _), L in zip(pairs, spatial))
+    return np.ascontiguousarray(gp[(slice(None), slice(None)) + crop])
+
+
+def conv_weight_grad(x, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient of :func:`conv` with respect to its weight, in float64.
+
+    ``gw[f, c, *t] = sum_{n, o} xp[n, g*C_in/groups + c, *(o*stride + t*dilation)]
+    * gy[n, f, *o]``, ``xp`` the zero-padded input.
+    """
+    x = _as_float64(x, "x", 3)
+    gy = _as_float64(grad_output, "grad_output", 3)
+    nd = x.ndim - 2
+    stride, dilation = _as_tuple(stride, nd, "stride"), _as_tuple(dilation, nd, "dilation")
+    pairs = _as_pairs(padding, nd)
+    kernel = tuple(int(v) for v in weight_size[2:])
+    c_out, cin_g = int(weight_size[0]), int(weight_size[1])
+    cout_g = c_out // groups
+    xp = np.pad(x, ((0, 0), (0, 0)) + pairs)
+    win = _windows(xp, kernel, stride, dilation, gy.shape[2:])  # (N, C_in, *out, *k)
+    o, t = _OUT_LETTERS[:nd], _TAP_LETTERS[:nd]
+    return np.ascontiguousarray(np.concatenate([
+        np.einsum(f"nc{o}{t},nf{o}->fc{t}", win[:, g * cin_g:(g + 1) * cin_g],
+                  gy[:, g * cout_g:(g + 1) * cout_g], optimize=True)
+        for g in range(groups)], axis=0))
+
+
+def conv_transpose_input_grad(input_size, weight, grad_output, stride=1, padding=0,
+                              output_padding=0, groups=1, dilation=1):
+    """The gradient of :func:`conv_transpose` with respect to its input, in float64.
+
+    Transposed convolution is the adjoint of convolution, so its input gradient is the
+    convolution of ``grad_output`` with the same weight, cropped to ``input_size``.
+    """
+    nd = np.ndim(weight) - 2
+    g = conv(grad_output, weight, None, stride, padding, dilation, groups)
+    spatial = tuple(int(v) for v in input_size[-nd:])
+    return np.ascontiguousarray(g[(slice(None), slice(None)) + tuple(slice(0, L) for L in spatial)])
+
+
+def conv_transpose_weight_grad(x, weight_size, grad_output, stride=1, padding=0,
+                               output_padding=0, groups=1, dilation=1):
+    """The gradient of :func:`conv_transpose` with respect to its weight, in float64.
+
+    ``y[n, f, *(i*stride + t*dilation - pad_before)] += x[n, c, *i] * w[c, f', *t]``, so
+    ``gw[c, f', *t] = sum_{n, i} x[n, c, *i] * gyp[n, f, *(i*stride + t*dilation)]`` with
+    ``gyp`` the output gradient padded by the cropped amounts (zeros where no output is).
+    """
+    x = _as_float64(x, "x", 3)
+    gy = _as_float64(grad_output, "grad_output", 3)
+    nd = x.ndim - 2
+    stride, dilation = _as_tuple(stride, nd, "stride"), _as_tuple(dilation, nd, "dilation")
+    pairs = _as_pairs(padding, nd)
+    kernel = tuple(int(v) for v in weight_size[2:])
+    cin, cout_g = int(weight_size[0]), int(weight_size[1])
+    cin_g = cin // groups
+    # The full (uncropped) output is (L-1)*stride + dilation*(k-1) + 1 (+ output padding at
+    # the end); gy covers [pad_before, pad_before + len(gy)) of it.
+    full = tuple((L - 1) * s + d * (k - 1) + 1 for L, s, d, k in zip(x.shape[2:], stride, dilation, kernel))
+    widths = tuple((b, max(0, F - b - G)) for (b, _), F, G in zip(pairs, full, gy.shape[2:]))
+    gyp = np.pad(gy, ((0, 0), (0, 0)) + widths)
+    gyp = gyp[(slice(None), slice(None)) + tuple(slice(0, F) for F in full)]
+    win = _windows(gyp, kernel, stride, dilation, x.shape[2:])  # (N, C_out, *L, *k)
+    o, t = _OUT_LETTERS[:nd], _TAP_LETTERS[:nd]
+    return np.ascontiguousarray(np.concatenate([
+        np.einsum(f"nc{o},nf{o}{t}->cf{t}", x[:, g * cin_g:(g + 1) * cin_g],
+                  win[:, g * cout_g:(g + 1) * cout_g], optimize=True)
+        for g in range(groups)], axis=0))
+
+
+def max_pool_input_grad(x, grad_output, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """The gradient of :func:`max_pool`: each window's gradient goes to its maximum's tap.
+
+    Windows that share a maximum add their gradients (PyTorch's rule); a window wholly in
+    padding passes nothing on.
+    """
+    x = _as_float64(x, "x", 3)
+    gy = _as_float64(grad_output, "grad_output", 3)
+    _, indices = max_pool_with_indices(x, kernel_size, stride, padding, dilation, ceil_mode)
+    n, c = x.shape[:2]
+    rows = np.repeat(np.arange(n * c), indices[0, 0].size).reshape(n * c, -1)
+    where = indices.reshape(n * c, -1)
+    keep = where >= 0
+    g = np.zeros((n * c, int(np.prod(x.shape[2:]))))
+    np.add.at(g, (rows[keep], where[keep]), gy.reshape(n * c, -1)[keep])
+    return g.reshape(x.shape)
+
+
+def avg_pool_input_grad(input_size, grad_output, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None,
+                        dilation=1):
+    """The gradient of :func:`avg_pool`: each window's gradient over its divisor, spread over
+    the window's taps (those in padding are dropped)."""
+    gy = _as_float64(grad_output, "grad_output", 3)
+    nd = gy.ndim - 2
+    shape = tuple(int(v) for v in input_size)
+    probe = np.zeros(shape[:2] + shape[-nd:])
+    kernel, stride, dilation, pairs, out, extra = _pool_setup(probe, kernel_size, stride, padding,
+                                                              dilation, ceil_mode)
+    if divisor_override is not None:
+        share = gy / float(int(divisor_override))
+    else:
+        divisor = np.ones(out)
+        for dim, (L, k, s, (b, a), d, o) in enumerate(zip(shape[-nd:], kernel, stride, pairs,
+                                                         dilation, out)):
+            counts = _tap_counts(L, k, s, b, a, d, o, count_include_pad).astype(np.float64)
+            view = [1] * nd
+            view[dim] = o
+            divisor = divisor * counts.reshape(view)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = gy / divisor
+    padded = probe.shape[:2] + tuple(L + b + a + e for L, (b, a), e in zip(shape[-nd:], pairs, extra))
+    gp = _scatter_taps(padded, kernel, stride, dilation, out, lambda t: share)
+    crop = tuple(slice(b, b + L) for (b, _), L in zip(pairs, shape[-nd:]))
+    return np.ascontiguousarray(gp[(slice(None), slice(None)) + crop])
+

@@ -48,10 +48,13 @@ def _rng(seed):
 
 def test_every_op_has_a_builder_an_oracle_and_known_lowerings():
     assert set(OP_NAMES) == {"conv", "conv_transpose", "max_pool", "max_pool_with_indices",
-                             "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "max_unpool"}
+                             "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "max_unpool",
+                             "conv_input_grad", "conv_weight_grad", "conv_transpose_input_grad",
+                             "conv_transpose_weight_grad", "max_pool_input_grad",
+                             "avg_pool_input_grad"}
     for op in OPS.values():
         assert callable(getattr(oracle, op.oracle)), op.name
-        assert op.results in (("y",), ("values", "indices"))
+        assert op.results in (("y",), ("values", "indices"), ("grad_input",), ("grad_weight",))
     for low in LOWERINGS:
         assert low.source in OPS and low.target in OPS and low.source != low.target
         assert low in get_op(low.source).lowerings

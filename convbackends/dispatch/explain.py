@@ -43,7 +43,7 @@ class Explanation:
     def __str__(self):
         s = self.spec
         if isinstance(s, ConvSpec):
-            head = [f"{s.op} {s.ndim}-D: input {list(s.input_shape)}, weight "
+            head = [f"{self.op} {s.ndim}-D: input {list(s.input_shape)}, weight "
                     f"{list(s.weight_shape)}, {s.dtype} -> output {list(self.output_shape)}",
                     f"stride {s.stride}, padding {s.padding}, dilation {s.dilation}, "
                     f"groups {s.groups}; {self.macs:,} multiply-accumulates"]
@@ -103,17 +103,44 @@ def _report(name, op, spec):
     return BackendReport(name, True, True, None, ws, details or {}, _route(plan))
 
 
+_GRADIENTS = {"conv_input_grad": "conv", "conv_weight_grad": "conv",
+              "conv_transpose_input_grad": "conv_transpose",
+              "conv_transpose_weight_grad": "conv_transpose",
+              "max_pool_input_grad": "max_pool", "avg_pool_input_grad": "avg_pool"}
+
+
 def _shapes(op, x_shape, w_shape, bias, params):
+    """The operands' shapes of ``op`` (and, for a gradient, the sizes it takes as params)."""
+    if op in _GRADIENTS:
+        return _gradient_shapes(op, x_shape, w_shape, params)
     if op in ("conv", "conv_transpose"):
         if w_shape is None:
             raise ShapeError(f"explain: op {op!r} needs the weight's shape")
         w_shape = tuple(w_shape)
         groups = params.get("groups", 1)
         out_channels = w_shape[1] * groups if op == "conv_transpose" else w_shape[0]
-        return (tuple(x_shape), w_shape, (out_channels,) if bias else None)
+        return (tuple(x_shape), w_shape, (out_channels,) if bias else None), params
     if op == "max_unpool":
-        return (tuple(x_shape), tuple(x_shape))
-    return (tuple(x_shape),)
+        return (tuple(x_shape), tuple(x_shape)), params
+    return (tuple(x_shape),), params
+
+
+def _gradient_shapes(op, x_shape, w_shape, params):
+    """A gradient is explained from the forward call's shapes: its output gradient has the
+    forward output's shape."""
+    forward = _GRADIENTS[op]
+    fwd_params = {k: v for k, v in params.items() if k not in ("input_size", "weight_size")}
+    shapes, fwd_params = _shapes(forward, x_shape, w_shape, False, fwd_params)
+    nd = len(tuple(x_shape)) - 2
+    spec, _ = get_op(forward).build_spec("explain", nd, shapes, "float32", **fwd_params)
+    grad_output = spec.output_shape
+    if op.endswith("_weight_grad"):
+        return (tuple(x_shape), grad_output), dict(fwd_params, weight_size=tuple(w_shape))
+    if op == "max_pool_input_grad":
+        return (tuple(x_shape), grad_output), fwd_params
+    if op == "avg_pool_input_grad":
+        return (grad_output,), dict(fwd_params, input_size=tuple(x_shape))
+    return (tuple(w_shape), grad_output), dict(fwd_params, input_size=tuple(x_shape))
 
 
 def explain(x_shape, w_shape=None, *, op="conv", dtype="float32", padding_mode="zeros",
@@ -149,8 +176,8 @@ def explain(x_shape, w_shape=None, *, op="conv", dtype="float32", padding_mode="
         a lowering, or why not; its workspace bytes and plan).
     """
     entry = get_op(op)
-    shapes = _shapes(op, x_shape, w_shape, bias, params)
-    spec, batched = entry.build_spec("explain", len(shapes[0]) - 2 if op not in (
+    shapes, params = _shapes(op, x_shape, w_shape, bias, params)
+    spec, batched = entry.build_spec("explain", len(tuple(x_shape)) - 2 if op not in (
         "conv", "conv_transpose") else None, shapes, dtype, **params)
     if isinstance(spec, ConvSpec):
         spec = padded_spec(spec, padding_mode)
@@ -160,6 +187,8 @@ def explain(x_shape, w_shape=None, *, op="conv", dtype="float32", padding_mode="
         choice, reason, steps = plan.backend.name, plan.reason, plan.steps()
     except (UnsupportedError, BackendUnavailableError) as e:
         choice, reason, steps = None, str(e), []
-    out_shape = spec.output_shape if batched else spec.output_shape[1:]
+    out_shape = entry.result_shape(spec)
+    if not batched and entry.results[0] != "grad_weight":
+        out_shape = out_shape[1:]
     return Explanation(choice=choice, reason=reason, macs=spec.macs, output_shape=out_shape,
                        backends=reports, spec=spec, op=op, steps=steps)

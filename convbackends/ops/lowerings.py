@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec import ConvSpec
+from . import gradients as grad
 
 __all__ = ["Lowering", "LOWERINGS", "lowerings_from"]
 
@@ -131,6 +132,25 @@ LOWERINGS = (
     Lowering("conv_transpose->conv", "conv_transpose", "conv",
              "conv over the input spread by the stride, with the flipped, channel-swapped "
              "filter", _transpose_as_conv, _run_transpose_as_conv),
+    Lowering("conv_input_grad->conv_transpose", "conv_input_grad", "conv_transpose",
+             "the adjoint of conv: conv_transpose of the output gradient, output padding "
+             "to the input's size", grad.input_grad_as_conv_transpose,
+             grad.run_input_grad_as_conv_transpose),
+    Lowering("conv_weight_grad->conv", "conv_weight_grad", "conv",
+             "conv of the input with batch and channels swapped, the output gradient as "
+             "the filter", grad.weight_grad_as_conv, grad.run_weight_grad_as_conv),
+    Lowering("conv_transpose_input_grad->conv", "conv_transpose_input_grad", "conv",
+             "the adjoint of conv_transpose: conv of the output gradient",
+             grad.transpose_input_grad_as_conv, grad.run_transpose_input_grad_as_conv),
+    Lowering("conv_transpose_weight_grad->conv", "conv_transpose_weight_grad", "conv",
+             "conv of the uncropped output gradient with the input as the filter",
+             grad.transpose_weight_grad_as_conv, grad.run_transpose_weight_grad_as_conv),
+    Lowering("max_pool_input_grad->max_pool_with_indices", "max_pool_input_grad",
+             "max_pool_with_indices", "the output gradient added at each window's maximum",
+             grad.max_grad_as_indices, grad.run_max_grad_as_indices),
+    Lowering("avg_pool_input_grad->conv_transpose", "avg_pool_input_grad", "conv_transpose",
+             "depthwise conv_transpose of the output gradient over each window's divisor",
+             grad.avg_grad_as_conv_transpose, grad.run_avg_grad_as_conv_transpose),
 )
 
 

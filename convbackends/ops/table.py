@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import ShapeError
 from ..spec import adaptive_pool_spec, conv_spec, pool_spec, unpool_spec
+from .gradients import conv_grad_builder, pool_grad_builder
 
 __all__ = ["Op", "OPS", "OP_NAMES", "get_op"]
 
@@ -66,6 +67,9 @@ class Op:
         The function of the float64 oracle that defines the op.
     summary : str
         One line for ``explain()`` and the API reference.
+    result_shape : callable
+        ``result_shape(spec)``: the first result's shape (batched). Default: the spec's
+        ``output_shape``; a gradient's is its operand's shape.
     """
 
     name: str
@@ -74,6 +78,7 @@ class Op:
     build_spec: object
     oracle: str
     summary: str
+    result_shape: object = lambda spec: spec.output_shape
 
     @property
     def lowerings(self):
@@ -99,6 +104,27 @@ OPS = {op.name: op for op in (
        "maximum over adaptive windows, with int64 flat indices"),
     Op("max_unpool", ("x", "indices"), ("y",), _unpool_build, "max_unpool",
        "scatter of pooled values back to their indices, zeros elsewhere"),
+    Op("conv_input_grad", ("weight", "grad_output"), ("grad_input",),
+       conv_grad_builder("conv", "input"), "conv_input_grad",
+       "gradient of conv with respect to its input", lambda spec: spec.input_shape),
+    Op("conv_weight_grad", ("x", "grad_output"), ("grad_weight",),
+       conv_grad_builder("conv", "weight"), "conv_weight_grad",
+       "gradient of conv with respect to its weight", lambda spec: spec.weight_shape),
+    Op("conv_transpose_input_grad", ("weight", "grad_output"), ("grad_input",),
+       conv_grad_builder("conv_transpose", "input"), "conv_transpose_input_grad",
+       "gradient of conv_transpose with respect to its input", lambda spec: spec.input_shape),
+    Op("conv_transpose_weight_grad", ("x", "grad_output"), ("grad_weight",),
+       conv_grad_builder("conv_transpose", "weight"), "conv_transpose_weight_grad",
+       "gradient of conv_transpose with respect to its weight",
+       lambda spec: spec.weight_shape),
+    Op("max_pool_input_grad", ("x", "grad_output"), ("grad_input",),
+       pool_grad_builder("max_pool"), "max_pool_input_grad",
+       "gradient of max pooling: each window's gradient to its maximum",
+       lambda spec: spec.input_shape),
+    Op("avg_pool_input_grad", ("grad_output",), ("grad_input",),
+       pool_grad_builder("avg_pool"), "avg_pool_input_grad",
+       "gradient of average pooling: each window's gradient over its divisor, spread",
+       lambda spec: spec.input_shape),
 )}
 
 OP_NAMES = tuple(OPS)
