@@ -25,6 +25,7 @@ from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_
 from .spec import ConvSpec, PoolSpec
 from . import grad
 from . import layers, models, nn
+from . import optim
 from .tools import workloads
 
 __version__ = "0.2.0"
@@ -40,5 +41,5 @@ __all__ = [
     "backends", "available_backends", "get_backend", "register_backend", "set_backend",
     "set_global_backend", "set_autotune", "explain", "ConvSpec", "PoolSpec", "layers", "nn",
     "models",
-    "workloads", "grad",
+    "workloads", "grad", "optim",
 ]

@@ -721,7 +721,7 @@ def max_unpool(x, indices, kernel_size, stride=None, padding=0, output_size=None
         raise ValueError(f"output size {sizes} must be positive")
     plane = int(np.prod(sizes))
     n, c = x.shape[:2]
-    where = indices.reshape(n * c, -1).astype(np.int64)
+    where = indices.reshape(n * c, int(np.prod(x.shape[2:]))).astype(np.int64)
     bad = np.flatnonzero((where < 0) | (where >= plane))
     if bad.size:
         shown = "x".join(str(v) for v in (sizes + (1,) if nd == 1 else sizes))
@@ -863,11 +863,11 @@ def max_pool_input_grad(x, grad_output, kernel_size, stride=None, padding=0, dil
     gy = _as_float64(grad_output, "grad_output", 3)
     _, indices = max_pool_with_indices(x, kernel_size, stride, padding, dilation, ceil_mode)
     n, c = x.shape[:2]
-    rows = np.repeat(np.arange(n * c), indices[0, 0].size).reshape(n * c, -1)
-    where = indices.reshape(n * c, -1)
+    where = indices.reshape(n * c, int(np.prod(indices.shape[2:])))
+    rows = np.broadcast_to(np.arange(n * c)[:, None], where.shape)
     keep = where >= 0
     g = np.zeros((n * c, int(np.prod(x.shape[2:]))))
-    np.add.at(g, (rows[keep], where[keep]), gy.reshape(n * c, -1)[keep])
+    np.add.at(g, (rows[keep], where[keep]), gy.reshape(where.shape)[keep])
     return g.reshape(x.shape)
 
 

@@ -130,14 +130,16 @@ def test_pool_layers_match_torch(torch, rng, name, args, kwargs, x_shape):
 
 
 def test_pool_layers_on_a_backend_that_does_not_pool(rng):
-    """A backend that computes no pooling (im2col) leaves pooling to the default; one that
-    pools runs it; an unknown name is still an error."""
+    """A backend with no route to an op (im2col has none to max pooling) leaves it to the
+    default; one with a route runs it (im2col averages through a depthwise convolution, naive
+    max-pools through its indices kernel); an unknown name is still an error."""
     x = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)
     ref = cb.max_pool2d(x, 2, backend="naive")
     np.testing.assert_array_equal(L.MaxPool2d(2, backend="im2col")(x), ref)
     np.testing.assert_array_equal(L.MaxPool2d(2, backend="naive")(x), ref)
-    np.testing.assert_array_equal(L.AdaptiveAvgPool2d(1, backend="im2col")(x),
-                                  cb.global_avg_pool(x, backend="naive"))
+    pool = L.AdaptiveAvgPool2d(1, backend="im2col")
+    assert pool.explain(x.shape).choice == "im2col"
+    np.testing.assert_allclose(pool(x), cb.global_avg_pool(x, backend="naive"), rtol=1e-6)
     with pytest.raises(cb.UnknownBackendError):
         L.AvgPool2d(2, backend="no-such-backend")(x)
 
@@ -517,6 +519,144 @@ def test_basic_block(rng):
     assert "downsample.0.weight" in block.state_dict()
     with pytest.raises(cb.ShapeError, match="downsample"):
         L.BasicBlock(4, 8).output_shape(x.shape)
+    # The forward refuses the same block (NumPy would have broadcast or failed on its own).
+    with pytest.raises(cb.ShapeError, match="a downsample module is needed"):
+        L.BasicBlock(4, 8, rng=rng)(x)
+
+
+# ----------------------------------------------------------------------------- error paths
+
+WINOGRAD_STRIDE = ("backend 'winograd' cannot run this conv: winograd needs stride 1, got "
+                   "stride (2, 2)")
+
+
+def test_error_names_the_nested_layer_once_and_keeps_the_original():
+    strided = L.Conv2d(3, 4, 3, stride=2, backend="winograd", rng=0)
+    net = L.Sequential(L.ReLU(), L.Sequential(L.Tanh(), strided))
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(cb.UnsupportedError) as info:
+        net(x)
+    e = info.value
+    assert type(e) is cb.UnsupportedError and e.layer_path == "1.1"
+    assert str(e).startswith("1.1: " + WINOGRAD_STRIDE)
+    assert str(e).count("1.1") == 1 and "1: 1" not in str(e)
+    # Chained once: the original, whose message is the rest of this one.
+    original = e.__cause__
+    assert type(original) is cb.UnsupportedError and str(e) == f"1.1: {original}"
+    assert not hasattr(original, "layer_path") and original.__cause__ is None
+    assert any(k.startswith(e.layer_path + ".") for k in net.state_dict())
+    # The same layer called on its own, or through the inner container, says less.
+    with pytest.raises(cb.UnsupportedError) as alone:
+        strided(x)
+    assert str(alone.value).startswith(WINOGRAD_STRIDE) and not hasattr(alone.value,
+                                                                         "layer_path")
+    with pytest.raises(cb.UnsupportedError, match=r"^1: backend 'winograd'"):
+        net[1](x)
+
+
+def test_error_names_a_downsample_inside_named_containers(rng):
+    down = L.Sequential(L.Conv2d(4, 8, 1, 2, bias=False, rng=rng), L.BatchNorm2d(8))
+    block = L.BasicBlock(4, 8, 2, down, backend="winograd", rng=rng)
+    block.conv1.backend = "im2col"          # the block's own strided 3x3 runs; its shortcut not
+    net = L.Sequential({"stem": L.Conv2d(4, 4, 3, padding=1, rng=rng),
+                        "stage": L.Sequential(block)}, backend=None)
+    x = rng.standard_normal((2, 4, 8, 8), dtype=np.float32)
+    with pytest.raises(cb.UnsupportedError) as info:
+        net(x)
+    assert info.value.layer_path == "stage.0.downsample.0"
+    assert str(info.value) == f"stage.0.downsample.0: {info.value.__cause__}"
+    assert "stage.0.downsample.0.weight" in net.state_dict()
+    with pytest.raises(cb.UnsupportedError, match=r"^downsample\.0: "):
+        block(x)
+
+
+def test_shape_errors_name_the_layer_in_forward_and_output_shape():
+    net = L.Sequential(L.Conv2d(3, 4, 3, rng=0), L.Sequential(L.BatchNorm2d(5)))
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    message = "1.0: BatchNorm2d: expected input with 5 channels, got input of size [1, 4, 6, 6]"
+    for call in (lambda: net(x), lambda: net.output_shape(x.shape),
+                 lambda: list(net.layer_shapes(x.shape))):
+        with pytest.raises(cb.ShapeError) as info:
+            call()
+        assert str(info.value) == message and info.value.layer_path == "1.0"
+    # A wrong input names the first layer that refuses it.
+    with pytest.raises(cb.ShapeError, match=r"^0: Given groups=1, weight of size \[4, 3, 3, 3\], "
+                                            r"expected input\[1, 2, 8, 8\] to have 3 channels"):
+        net(np.zeros((1, 2, 8, 8), np.float32))
+    with pytest.raises(cb.ShapeError, match=r"^0\.1: BasicBlock: the shortcut gives"):
+        L.Sequential(L.Sequential(L.ReLU(), L.BasicBlock(4, 8)))(np.zeros((1, 4, 6, 6),
+                                                                          np.float32))
+
+
+class _Refusal(cb.ShapeError):
+    """A library error with an attribute and a constructor of its own."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+class _Refuses(L.Module):
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x):
+        error = _Refusal("refused here", code=7)
+        error.add_note("a note")
+        raise error
+
+
+class _CallsItsGrandchild(L.Module):
+    """A custom module that calls a layer two levels down directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = L.Sequential(L.ReLU(), _Refuses())
+
+    def forward(self, x):
+        return self.inner[1](self.inner[0](x))
+
+
+def test_located_error_keeps_class_attributes_and_custom_paths():
+    net = L.Sequential({"wrap": _CallsItsGrandchild()})
+    with pytest.raises(_Refusal) as info:
+        net(np.zeros(3, np.float32))
+    e = info.value
+    assert type(e) is _Refusal and e.code == 7 and e.__notes__ == ["a note"]
+    assert str(e) == "wrap.inner.1: refused here" and e.layer_path == "wrap.inner.1"
+    assert type(e.__cause__) is _Refusal and str(e.__cause__) == "refused here"
+    # Errors that are not the library's pass through untouched.
+    with pytest.raises(ValueError) as plain:
+        L.Sequential(_RaisesPlain())(np.zeros(3))
+    assert str(plain.value) == "plain" and not hasattr(plain.value, "layer_path")
+
+
+class _RaisesPlain(L.Module):
+    def forward(self, x):
+        raise ValueError("plain")
+
+
+def test_layer_explain_reports_the_backend_that_would_run():
+    conv = L.Conv2d(3, 4, 3, stride=2, backend="winograd", rng=0)
+    report = conv.explain((1, 3, 8, 8))
+    assert report.choice is None and "winograd needs stride 1" in report.reason
+    conv.backend = "im2col"
+    assert conv.explain((1, 3, 8, 8)).choice == "im2col"
+    up = L.ConvTranspose2d(4, 3, 3, backend="winograd", rng=0).explain((1, 4, 5, 5))
+    assert up.choice == "winograd" and up.backends["winograd"].route == "conv_transpose -> conv"
+    # A pooling layer on a backend with no route to the op is left to "auto", as its forward
+    # is; one with a lowering that fits runs it.
+    pool = L.MaxPool2d(2, backend="im2col").explain((1, 3, 8, 8), np.float64)
+    assert pool.choice == cb.explain((1, 3, 8, 8), op="max_pool", kernel_size=2,
+                                     dtype="float64").choice
+    assert pool.spec.dtype == "float64"
+    avg = L.AvgPool2d(2, backend="im2col").explain((1, 3, 8, 8))
+    assert avg.choice == "im2col" and avg.backends["im2col"].route == "avg_pool -> conv"
+    assert L.MaxPool2d(2, return_indices=True).explain((1, 3, 8, 8)).op == \
+        "max_pool_with_indices"
+    assert L.MaxUnpool2d(2).explain((1, 3, 4, 4)).output_shape == (1, 3, 8, 8)
+    assert L.AdaptiveMaxPool2d(2).explain((1, 3, 8, 8)).op == "adaptive_max_pool"
+    assert L.Linear(3, 4).explain((2, 3)) is None and L.Sequential(L.ReLU()).explain((2,)) is None
 
 
 @settings(max_examples=30, deadline=None)

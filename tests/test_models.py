@@ -14,6 +14,7 @@ import pytest
 
 import convbackends as cb
 from convbackends import models, nn
+from convbackends.backends.base import Backend
 from convbackends.tools.measure import relative_error
 
 # Backends too slow for the two big models (serial direct loops); lenet5 and resnet18
@@ -45,6 +46,9 @@ def test_published_parameter_counts(build, input_shape, total):
 
 def test_vgg16_summary_is_fast_and_exact():
     model = models.vgg16(rng=0)
+    # The first backend query of a process imports the backends (numba, scipy): a one-time
+    # cost of the library, not of summary().
+    models.summary(models.lenet5(), (1, 1, 32, 32))
     start = time.perf_counter()
     s = models.summary(model, (2, 3, 224, 224))
     assert time.perf_counter() - start < 0.5
@@ -58,7 +62,7 @@ def test_vgg16_summary_is_fast_and_exact():
     assert [r.output_shape for r in s.rows if r.kind == "MaxPool2d"][-1] == (2, 512, 7, 7)
     text = str(s)
     assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "params",
-                                            "MACs", "activation"]
+                                            "MACs", "activation", "runs"]
     assert "138,357,544 parameters" in text and "classifier.6" in text
 
 
@@ -121,6 +125,143 @@ def test_summary_of_the_parity_layers():
     assert models.summary(vol, (1, 1, 4, 6, 4)).rows[-1].output_shape == (1, 2, 1, 2, 1)
     with pytest.raises(cb.ShapeError, match="expected 5D input"):
         models.summary(vol, (1, 4, 6, 4))
+
+
+# ----------------------------------------------------------------------------- backends per layer
+
+WINOGRAD_STRIDE = "winograd needs stride 1, got stride (2, 2)"
+STRIDED = ("conv1", "layer2.0.conv1", "layer2.0.downsample.0", "layer3.0.conv1",
+           "layer3.0.downsample.0", "layer4.0.conv1", "layer4.0.downsample.0")
+
+
+def test_resnet18_on_winograd_names_the_layer_it_cannot_run():
+    model = models.resnet18(backend="winograd", rng=0).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    with pytest.raises(cb.UnsupportedError) as info:
+        model(x)
+    assert str(info.value).startswith(
+        f"conv1: backend 'winograd' cannot run this conv: {WINOGRAD_STRIDE}. Backends that "
+        f"can: ")
+    assert info.value.layer_path == "conv1"
+    assert isinstance(info.value.__cause__, cb.UnsupportedError)
+    # With the stem and the block's strided 3x3 moved to im2col, the 1x1 shortcut is next.
+    model.conv1.backend = "im2col"
+    model.layer2[0].conv1.backend = "im2col"
+    with pytest.raises(cb.UnsupportedError) as info:
+        model(x)
+    e = info.value
+    assert e.layer_path == "layer2.0.downsample.0"
+    assert f"{e.layer_path}.weight" in model.state_dict()
+    assert str(e) == f"layer2.0.downsample.0: {e.__cause__}"
+    assert str(e).count("layer2.0.downsample.0") == 1 and WINOGRAD_STRIDE in str(e)
+    assert e.__cause__.__cause__ is None
+
+
+def test_resnet18_shape_errors_name_the_layer():
+    model = models.resnet18(rng=0).eval()
+    with pytest.raises(cb.ShapeError, match=r"^conv1: Given groups=1, weight of size "
+                                            r"\[64, 3, 7, 7\], expected input\[1, 4, 32, 32\] "
+                                            r"to have 3 channels, but got 4 channels instead"):
+        model(np.zeros((1, 4, 32, 32), np.float32))
+    model.layer3[1].conv2 = nn.Conv2d(128, 256, 3, padding=1, bias=False, rng=0)
+    message = (r"^layer3\.1\.conv2: Given groups=1, weight of size \[256, 128, 3, 3\], "
+               r"expected input\[1, 256, 2, 2\] to have 128 channels")
+    with pytest.raises(cb.ShapeError, match=message):
+        model(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(cb.ShapeError, match=message):
+        models.summary(model, (1, 3, 32, 32))
+
+
+def test_summary_says_which_layers_the_backend_runs():
+    model = models.resnet18(backend="winograd", rng=0)
+    s = models.summary(model, (1, 3, 32, 32))
+    rows = {r.name: r for r in s.rows}
+    prefixes = {k.rsplit(".", 1)[0] for k in model.state_dict()}
+    assert all(r.name in prefixes for r in s.rows if r.params)
+    for name in STRIDED:
+        assert (rows[name].runs, rows[name].backend_ok, rows[name].runs_on) == (
+            f"no: {WINOGRAD_STRIDE}", False, None), name
+    assert s.cannot_run == STRIDED
+    for r in s.rows:
+        if r.kind == "Conv2d" and r.name not in STRIDED:      # the 3x3s at stride 1
+            assert (r.runs, r.backend_ok, r.runs_on) == ("yes", True, "winograd"), r.name
+    for name in ("bn1", "relu", "layer1.0.bn2", "flatten", "fc"):
+        assert (rows[name].runs, rows[name].backend_ok) == (None, None)
+    # winograd has no pooling: the pooling layers run on what "auto" chooses.
+    auto = cb.explain((1, 64, 16, 16), op="max_pool", kernel_size=3, stride=2,
+                      padding=1).choice
+    assert rows["maxpool"].runs == f"auto: {auto}" and rows["maxpool"].runs_on == auto
+    # The final 1x1 average runs on winograd itself, lowered to a 1x1 convolution.
+    assert rows["avgpool"].runs == "lowered: adaptive_avg_pool -> avg_pool -> conv"
+    assert rows["avgpool"].backend_ok
+    text = str(s)
+    conv1 = next(line for line in text.splitlines() if line.startswith("conv1 "))
+    assert conv1.endswith(f"no: {WINOGRAD_STRIDE}")
+    assert next(line for line in text.splitlines()
+                if line.startswith("layer1.0.conv1 ")).endswith("  yes")
+    assert text.splitlines()[-1] == f"cannot run on their backend (7): {', '.join(STRIDED)}"
+    # Moving layers to another backend changes the column as it changes the forward.
+    model.conv1.backend = "im2col"
+    model.layer2[0].conv1.backend = "im2col"
+    s = models.summary(model, (1, 3, 32, 32))
+    assert s.rows[0].runs == "yes" and s.cannot_run == STRIDED[2:]
+
+
+def test_summary_reports_auto_lowerings_and_defaults():
+    lenet = models.summary(models.lenet5(rng=0), (2, 1, 32, 32))
+    for r in lenet.rows:
+        if r.kind in ("Conv2d", "AvgPool2d"):
+            assert r.runs == f"auto: {r.runs_on}" and r.backend_ok
+    net = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, rng=0), nn.AvgPool2d(2),
+                        nn.Conv2d(4, 4, 3, stride=2, rng=0), backend="winograd")
+    rows = models.summary(net, (1, 4, 8, 8)).rows
+    assert (rows[0].runs, rows[0].runs_on) == ("lowered: conv_transpose -> conv", "winograd")
+    # winograd's lowering of the 2x2/2 average needs stride 1: the default leaves it to auto
+    assert rows[1].runs.startswith("auto: ")          # what its forward runs on
+    assert rows[2].runs == f"no: {WINOGRAD_STRIDE}"
+    net.backend = "im2col"
+    rows = models.summary(net, (1, 4, 8, 8)).rows
+    assert [r.runs for r in rows] == ["yes", "lowered: avg_pool -> conv", "yes"]
+    net(np.zeros((1, 4, 8, 8), np.float32))
+    # A default backend set around summary() is the one reported, as for a forward.
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, rng=0), nn.MaxPool2d(2))
+    with cb.set_backend("winograd"):
+        rows = models.summary(plain, (1, 3, 9, 9)).rows
+        with pytest.raises(cb.UnsupportedError, match=r"^0: "):
+            plain(np.zeros((1, 3, 9, 9), np.float32))
+    assert rows[0].runs == f"no: {WINOGRAD_STRIDE}" and rows[1].runs.startswith("auto: ")
+    with cb.set_backend("naive"):
+        # naive has an avg_pool kernel; its max pooling is its indices kernel, lowered.
+        averaged = nn.Sequential(plain[0], nn.AvgPool2d(2))
+        assert [r.runs for r in models.summary(averaged, (1, 3, 9, 9)).rows] == ["yes", "yes"]
+        assert models.summary(plain, (1, 3, 9, 9)).rows[1].runs == \
+            "lowered: max_pool -> max_pool_with_indices"
+    plain.backend = "no-such-backend"
+    row = models.summary(plain, (1, 3, 9, 9)).rows[0]
+    assert row.backend_ok is False and row.runs.startswith("no: Unknown backend")
+
+
+class _IndicesOnly(Backend):
+    """Has a max_pool method but declines it, so max pooling runs through its lowering."""
+
+    name = "indices-only"
+
+    def supports(self, op, spec):
+        return None if op == "max_pool_with_indices" else "indices-only declines " + op
+
+    def max_pool(self, x, spec):
+        raise AssertionError("declined, never called")
+
+    def max_pool_with_indices(self, x, spec):
+        return cb.get_backend("naive").max_pool_with_indices(x, spec)
+
+
+def test_summary_lowered_pooling_is_what_the_forward_runs():
+    pool = nn.MaxPool2d(2, backend=_IndicesOnly())
+    row = models.summary(nn.Sequential(pool), (1, 2, 6, 6)).rows[0]
+    assert (row.runs, row.runs_on, row.backend_ok) == ("lowered", "indices-only", True)
+    x = np.random.default_rng(1).standard_normal((1, 2, 6, 6), dtype=np.float32)
+    np.testing.assert_array_equal(pool(x), cb.max_pool2d(x, 2, backend="naive"))
 
 
 # ----------------------------------------------------------------------------- PyTorch twins

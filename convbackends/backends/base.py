@@ -25,12 +25,24 @@ class Backend:
         Whether ops take arrays with ``__cuda_array_interface__`` (only the CUDA backend).
     writes_out : bool
         Whether ops take a keyword ``out=`` and write the result into it.
+    exact_nonfinite : bool
+        Whether its ``conv`` and ``conv_transpose`` kernels give NaN and Inf exactly where
+        the direct formula does (docs/api.md §1.8). Dispatch guards a kernel that says
+        ``False`` (:mod:`convbackends.ops.nonfinite`); calling the method directly is raw.
     """
 
     name = None
     limits = ""
     accepts_device_arrays = False
     writes_out = False
+    exact_nonfinite = True
+
+    def magnitude_growth(self, op, spec):
+        """A bound ``g`` with ``|intermediate| <= g * max|x| * max|w| + max|bias|`` for the
+        ``conv`` or ``conv_transpose`` kernel on ``spec``, or ``None`` when its
+        intermediates are partial sums of the direct formula's terms. Dispatch runs a
+        float32 call whose bound would overflow float32 in float64 instead."""
+        return None
 
     def available(self):
         """``None`` when the backend can run on this machine, else the reason it cannot."""

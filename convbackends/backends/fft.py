@@ -167,10 +167,37 @@ class FFTBackend(Backend):
     name = "fft"
     limits = "convolution and transposed convolution only; float32 error ~1e-7*log(n)"
     writes_out = True
+    # A NaN or Inf spreads over every output of its tile, and padded zeros meet every
+    # weight's spectrum: dispatch guards the kernels (convbackends.ops.nonfinite).
+    exact_nonfinite = False
 
     def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT, workers=None):
         self.workspace_limit = workspace_limit
         self.workers = workers
+        self._growth = {}
+
+    def magnitude_growth(self, op, spec):
+        """``g`` with every intermediate at most ``g * max|x| * max|w|`` (bias aside).
+
+        For the stride-1 correlation computed (:meth:`_correlation_spec`) with ``C/g``
+        input channels, ``R`` kernel taps, tiles reading ``T`` inputs and transforms of
+        ``n`` points: a tile's spectrum (and every partial sum of its FFT) is at most
+        ``T * max|x|``, a filter's ``R * max|w|``, their channel sum ``C/g`` times the
+        product, and the inverse transform's partial sums at most ``n`` times that (its
+        ``1/n`` comes last). So ``g = C/g * R * T * n``.
+        """
+        key = (op, spec)
+        growth = self._growth.get(key)
+        if growth is None:
+            cspec = self._correlation_spec(op, spec)
+            plan = self._plan(cspec)
+            window = math.prod(t + e - 1 for t, e in zip(plan.tile, plan.span))
+            growth = float(cspec.in_channels // cspec.groups * math.prod(cspec.kernel)
+                           * window * plan.points)
+            if len(self._growth) >= 1024:
+                self._growth.clear()
+            self._growth[key] = growth
+        return growth
 
     def _workers(self):
         return self.workers or os.cpu_count() or 1

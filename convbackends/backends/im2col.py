@@ -139,6 +139,12 @@ class Im2colBackend(Backend):
                 "unfold": "threaded copies, no padded copy"}
 
     def conv(self, x, weight, bias, spec, out=None):
+        # NaN and Inf follow IEEE arithmetic through the GEMM (padding is zeroed columns, so
+        # 0 * Inf is NaN there, as directly); they are results, not errors to warn about.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._conv(x, weight, bias, spec, out)
+
+    def _conv(self, x, weight, bias, spec, out):
         y = np.empty(spec.output_shape, spec.dtype) if out is None else out
         N, K, g = spec.batch, spec.out_channels, spec.groups
         Cg, Kg = spec.in_channels // g, K // g
@@ -187,6 +193,11 @@ class Im2colBackend(Backend):
                 y3[n0:n1, gi * Kg:(gi + 1) * Kg] = block.transpose(1, 0, 2)
 
     def conv_transpose(self, x, weight, bias, spec, out=None):
+        # The GEMM multiplies real inputs only, col2im adds: the scatter's own NaN and Inf.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._conv_transpose(x, weight, bias, spec, out)
+
+    def _conv_transpose(self, x, weight, bias, spec, out):
         N, C, g = spec.batch, spec.in_channels, spec.groups
         Cg, Kg = C // g, spec.out_channels // g
         R = math.prod(spec.kernel)

@@ -3,8 +3,10 @@
 Limits: none. Every op, geometry and dtype; the baseline the others are measured against.
 Plain max pooling has no kernel of its own: it runs the kernel that also finds the indices
 (the op table's lowering drops them).
-Accumulates in float64 whatever the dtype. Slow: ``N*C_out*prod(out)*C_in/groups*prod(k)``
-multiply-accumulates, one at a time, on one core.
+Accumulates in float64 whatever the dtype, products included. The padded zeros of a
+convolution take part in its products, so ``0 * Inf`` in the padding is NaN, as in the
+direct formula; a transposed convolution scatters its real inputs only. Slow:
+``N*C_out*prod(out)*C_in/groups*prod(k)`` multiply-accumulates, one at a time, on one core.
 """
 
 import math
@@ -18,7 +20,10 @@ from .base import Backend
 
 
 @nb.njit(cache=True)
-def _conv_kernel(x, w, stride, pad, dil, groups, y):
+def _conv_kernel(x, w, finite, stride, pad, dil, groups, y):
+    # The padded input's zeros take part in the products: 0 * w. That is 0 unless ``w`` is
+    # NaN or Inf, so the taps in padding are added only for channels with ``finite[k]``
+    # false. Products are formed in float64, as the sum is.
     N, C, D, H, W = x.shape
     K, Cg, KD, KH, KW = w.shape
     _, _, OD, OH, OW = y.shape
@@ -34,17 +39,22 @@ def _conv_kernel(x, w, stride, pad, dil, groups, y):
                             ci = g * Cg + c
                             for r in range(KD):
                                 iz = od * stride[0] - pad[0] + r * dil[0]
-                                if iz < 0 or iz >= D:
+                                z_out = iz < 0 or iz >= D
+                                if z_out and finite[k]:
                                     continue
                                 for s in range(KH):
                                     iy = oh * stride[1] - pad[1] + s * dil[1]
-                                    if iy < 0 or iy >= H:
+                                    y_out = z_out or iy < 0 or iy >= H
+                                    if y_out and finite[k]:
                                         continue
                                     for t in range(KW):
                                         ix = ow * stride[2] - pad[2] + t * dil[2]
-                                        if ix < 0 or ix >= W:
+                                        if y_out or ix < 0 or ix >= W:
+                                            if not finite[k]:
+                                                acc += 0.0 * np.float64(w[k, c, r, s, t])
                                             continue
-                                        acc += x[n, ci, iz, iy, ix] * w[k, c, r, s, t]
+                                        acc += np.float64(x[n, ci, iz, iy, ix]) \
+                                            * np.float64(w[k, c, r, s, t])
                         y[n, k, od, oh, ow] = acc
 
 
@@ -80,8 +90,8 @@ def _conv_transpose_kernel(x, w, stride, pad, dil, groups, y):
                                         if tx < 0 or tx % stride[2] != 0 \
                                                 or tx // stride[2] >= W:
                                             continue
-                                        acc += x[n, ci, iz, iy, tx // stride[2]] \
-                                            * w[ci, kk, r, s, t]
+                                        acc += np.float64(x[n, ci, iz, iy, tx // stride[2]]) \
+                                            * np.float64(w[ci, kk, r, s, t])
                         y[n, k, od, oh, ow] = acc
 
 
@@ -234,7 +244,8 @@ def _output_3d(spec, channels):
 
 def _add_bias(y, bias):
     if bias is not None:
-        y += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf is NaN, as directly
+            y += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
     return y
 
 
@@ -246,7 +257,9 @@ class NaiveBackend(Backend):
 
     def conv(self, x, weight, bias, spec):
         y = _output_3d(spec, spec.out_channels)
-        _conv_kernel(as_3d(x, spec.ndim), as_3d(weight, spec.ndim),
+        w = as_3d(weight, spec.ndim)
+        finite = np.isfinite(w).reshape(len(w), -1).all(axis=1)
+        _conv_kernel(as_3d(x, spec.ndim), w, finite,
                      params_3d(spec.stride, 1), pads_3d(spec.padding)[0],
                      params_3d(spec.dilation, 1), spec.groups, y)
         return _add_bias(y.reshape(spec.output_shape), bias)

@@ -139,6 +139,16 @@ def transforms(m, r, dtype):
     return tuple(out)
 
 
+@lru_cache(maxsize=None)
+def _row_sum_product(m, r):
+    """``a * b * c``: the largest absolute row sums of F(m, r)'s ``Aᵀ``, ``Bᵀ`` and ``G``
+    (exact, from the rational transforms)."""
+    product = 1.0
+    for matrix in toom_cook(m, r):
+        product *= float(max(sum(abs(v) for v in row) for row in matrix))
+    return product
+
+
 def _apply(matrices, a, first_axis):
     """Contract axes ``first_axis, first_axis+1, ...`` of ``a`` with ``matrices`` (one per
     axis, each ``(new, old)``); the new axes end up leading, in order."""
@@ -321,12 +331,29 @@ class WinogradBackend(Backend):
     limits = ("convolution only; stride 1, dilation 1, kernel sizes 1-7 per dim; "
               "error grows with the tile size (docs/accuracy.md)")
     writes_out = True
+    # A NaN or Inf spreads over its tile through the transforms, and padded zeros meet
+    # every weight: dispatch guards the kernel (convbackends.ops.nonfinite).
+    exact_nonfinite = False
 
     def __init__(self, tile=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
                  cache_bytes=DEFAULT_CACHE_BYTES):
         self.tile = tile
         self.chunk_bytes = chunk_bytes
         self.filter_cache = _FilterCache(cache_bytes)
+
+    def magnitude_growth(self, op, spec):
+        """``g`` with every intermediate at most ``g * max|x| * max|w| + |bias|``.
+
+        Per dim, with ``a``, ``c`` and ``b`` the largest absolute row sums of ``Aᵀ``, ``G``
+        and ``Bᵀ``: the input transform is at most ``prod(b) * max|x|``, the filter
+        transform ``prod(c) * max|w|``, the channel sum ``C/g`` times their product, the
+        output transform ``prod(a)`` times that. So ``g = C/g * prod(a * b * c)``
+        (F(4, 3): 19 * 1 * 10 = 190 per dim).
+        """
+        growth = float(spec.in_channels // spec.groups)
+        for m, r in zip(self.tiles_for(spec.kernel), spec.kernel):
+            growth *= _row_sum_product(m, r)
+        return growth
 
     def tiles_for(self, kernel):
         """Output tile ``m`` per spatial dim for these kernel sizes."""

@@ -4,14 +4,14 @@ A backend named in the call (or set as the default) runs the op with its own ker
 declares support, else through the first lowering of the op table whose target it can run;
 it is never replaced by another backend. ``"auto"`` picks among the backends with a kernel
 for the op (:mod:`.policy`), and only when none has one, among lowerings. A default backend
-without a kernel for the op at all leaves that op to ``"auto"`` (``set_backend("im2col")``
-still lets a model pool).
+without a kernel for the op, and without a lowering onto its kernels that fits the call,
+leaves that op to ``"auto"`` (``set_backend("im2col")`` still lets a model max-pool).
 """
 
 from dataclasses import dataclass
 
 from ..errors import BackendUnavailableError, UnsupportedError
-from ..ops import get_op
+from ..ops import get_op, nonfinite
 from .policy import AutoPolicy
 from .precedence import current_backend
 from .registry import backend_from_arg, backends, get_backend
@@ -37,15 +37,44 @@ class Plan:
     lowering: object = None
     inner: "Plan" = None
 
-    def run(self, operands, out=None):
-        """The op's results for ``operands``; ``out`` reaches kernels that write into it."""
+    def run(self, operands, out=None, guard=True):
+        """The op's results for ``operands``; ``out`` reaches kernels that write into it.
+
+        With ``guard`` (the default), a node that :attr:`guarded` says needs it runs through
+        :func:`convbackends.ops.nonfinite.run_guarded`, which runs the node and everything
+        below it with ``guard=False``.
+        """
+        if guard and self.guarded:
+            return nonfinite.run_guarded(self, operands, out)
         if self.lowering is not None:
-            return self.lowering.run(lambda *ops: self.inner.run(ops), operands, self.spec,
-                                     self.inner.spec)
+            return self.lowering.run(lambda *ops: self.inner.run(ops, guard=guard), operands,
+                                     self.spec, self.inner.spec)
         method = getattr(self.backend, self.op)
         if out is not None and getattr(self.backend, "writes_out", False):
             return method(*operands, self.spec, out=out)
         return method(*operands, self.spec)
+
+    @property
+    def guarded(self):
+        """Whether this node runs through the non-finite guard.
+
+        A kernel is guarded when its backend says ``exact_nonfinite = False`` or gives a
+        ``magnitude_growth`` for the call; a lowering when it says ``exact_nonfinite =
+        False`` (it then covers the whole chain below it). An exact lowering passes the
+        question to its target. Only ``conv`` and ``conv_transpose`` have the guard's rules.
+        """
+        if self.op not in nonfinite.GUARDED_OPS:
+            return False
+        if self.lowering is not None:
+            return not getattr(self.lowering, "exact_nonfinite", True)
+        return not getattr(self.backend, "exact_nonfinite", True) or self.growth() is not None
+
+    def growth(self):
+        """The kernel's ``magnitude_growth`` for the call that ends this chain, or ``None``."""
+        if self.lowering is not None:
+            return self.inner.growth()
+        growth = getattr(self.backend, "magnitude_growth", None)
+        return None if growth is None else growth(self.op, self.spec)
 
     @property
     def writes_out(self):
@@ -53,12 +82,16 @@ class Plan:
         return (self.lowering is None and getattr(self.backend, "writes_out", False)
                 and len(get_op(self.op).results) == 1)
 
-    def steps(self):
-        """The chain as lines: each lowering, then the kernel that runs."""
+    def steps(self, covered=False):
+        """The chain as lines: each lowering, then the kernel that runs; the node that runs
+        the non-finite guard (none below it does: ``covered``) says so."""
+        here = self.guarded and not covered
+        guard = (", guarded: non-finite operands exact, float64 if float32 could overflow"
+                 if here else "")
         if self.lowering is None:
-            return [f"{self.op}: {self.backend.name}'s own kernel"]
+            return [f"{self.op}: {self.backend.name}'s own kernel{guard}"]
         return ([f"{self.op} -> {self.lowering.target}: lowering {self.lowering.name} "
-                 f"({self.lowering.summary})"] + self.inner.steps())
+                 f"({self.lowering.summary}){guard}"] + self.inner.steps(covered or here))
 
 
 def backend_plan(backend, op, spec, device=False):
@@ -83,6 +116,15 @@ def backend_plan(backend, op, spec, device=False):
             return Plan(op, spec, backend, lowering=low, inner=inner), None
         reasons.append(f"through {low.name}: {inner_why}")
     return None, "; ".join(reasons)
+
+
+def _default_runs(backend, op, spec, device):
+    """Whether a default backend keeps ``op``: it has a kernel for the op (a declined
+    geometry then raises), or a lowering onto its kernels fits this call. Otherwise the op
+    goes to ``"auto"``, so a model set to a convolution backend still pools."""
+    if callable(getattr(backend, op, None)):
+        return True
+    return backend.available() is None and backend_plan(backend, op, spec, device)[0] is not None
 
 
 def supporters(op, spec, device=False):
@@ -130,7 +172,7 @@ def plan_call(op, spec, backend=None, device=False, dry_run=False):
     """
     chosen = current_backend() if backend is None else backend_from_arg(backend)
     if backend is None and not isinstance(chosen, AutoPolicy) \
-            and not callable(getattr(chosen, op, None)):
+            and not _default_runs(chosen, op, spec, device):
         chosen = get_backend("auto")
     if isinstance(chosen, AutoPolicy):
         return _auto_plan(chosen, op, spec, device, dry_run)

@@ -17,7 +17,13 @@ class ReLU(_Elementwise):
         self.inplace = inplace
 
     def forward(self, x):
-        return np.maximum(x, 0)
+        y = np.maximum(x, 0)
+        self._keep(y, ~(y <= 0))    # NaN passes its gradient on, as in PyTorch
+        return y
+
+    def _backward(self, grad_output):
+        grad, (positive,) = self._take(grad_output)
+        return np.where(positive, grad, grad.dtype.type(0))
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
@@ -27,7 +33,14 @@ class Tanh(_Elementwise):
     """``tanh(x)``, as ``torch.nn.Tanh``."""
 
     def forward(self, x):
-        return np.tanh(x)
+        y = np.tanh(x)
+        self._keep(y, y)
+        return y
+
+    def _backward(self, grad_output):
+        """``g * (1 - y**2)``, from the output."""
+        grad, (y,) = self._take(grad_output)
+        return grad * (1 - np.square(y))
 
 
 class Dropout(_Elementwise):
@@ -54,11 +67,26 @@ class Dropout(_Elementwise):
     def forward(self, x):
         x = np.asarray(x)
         if not self.training or self.p == 0:
+            self._keep(x, None)
             return x
         if self.p == 1:
-            return np.zeros_like(x)
+            y = np.zeros_like(x)
+            self._keep(y, False)
+            return y
         keep = self._rng.random(x.shape) >= self.p
-        return np.where(keep, x * x.dtype.type(1 / (1 - self.p)), x.dtype.type(0))
+        y = np.where(keep, x * x.dtype.type(1 / (1 - self.p)), x.dtype.type(0))
+        self._keep(y, keep)
+        return y
+
+    def _backward(self, grad_output):
+        """The same mask as the forward's: ``g / (1 - p)`` where the element was kept,
+        zero where it was dropped."""
+        grad, (keep,) = self._take(grad_output)
+        if keep is None:        # p = 0: the identity
+            return grad
+        if keep is False:       # p = 1: everything dropped
+            return np.zeros_like(grad)
+        return np.where(keep, grad * grad.dtype.type(1 / (1 - self.p)), grad.dtype.type(0))
 
     def extra_repr(self):
         return _non_defaults(self, (("p", 0.5), ("inplace", False))).lstrip(", ")

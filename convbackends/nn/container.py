@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ArgumentTypeError, ShapeError
 from .activation import ReLU
 from .conv import Conv2d
-from .module import Module
+from .module import Module, _with_path
 from .norm import BatchNorm2d
 
 __all__ = ["Sequential", "BasicBlock"]
@@ -65,8 +65,20 @@ class Sequential(Module):
             x = layer(x)
         return x
 
+    def _backward(self, grad_output):
+        """Each layer's backward, last layer first."""
+        grad = grad_output
+        for layer in reversed(self.children()):
+            grad = layer.backward(grad)
+        return grad
+
     def layer_shapes(self, input_shape, prefix=""):
         yield from _chain(self.named_children(), tuple(input_shape), prefix)
+
+
+def _shortcut_error(shortcut, main):
+    return ShapeError(f"BasicBlock: the shortcut gives {list(shortcut)} but the residual "
+                      f"branch gives {list(main)}; a downsample module is needed")
 
 
 class BasicBlock(Module):
@@ -107,8 +119,20 @@ class BasicBlock(Module):
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += x if self.downsample is None else self.downsample(x)
+        shortcut = x if self.downsample is None else self.downsample(x)
+        if np.shape(shortcut) != out.shape:
+            raise _shortcut_error(np.shape(shortcut), out.shape)
+        out += shortcut
         return self.relu(out)
+
+    def _backward(self, grad_output):
+        """The gradient after the final ReLU goes both ways, through the residual branch
+        and the shortcut, and the two input gradients add."""
+        grad = self.relu.backward(grad_output)      # the second ReLU call's, kept last
+        main = self.conv1.backward(self.bn1.backward(self.relu.backward(
+            self.conv2.backward(self.bn2.backward(grad)))))
+        shortcut = grad if self.downsample is None else self.downsample.backward(grad)
+        return main + shortcut
 
     def layer_shapes(self, input_shape, prefix=""):
         shape = tuple(input_shape)
@@ -117,6 +141,8 @@ class BasicBlock(Module):
         if self.downsample is not None:
             shape = yield from _chain([("downsample", self.downsample)], shape, prefix)
         if shape != main:
-            raise ShapeError(f"BasicBlock: the shortcut gives {list(shape)} but the residual "
-                             f"branch gives {list(main)}; a downsample module is needed")
+            error = _shortcut_error(shape, main)
+            if not prefix:
+                raise error
+            raise _with_path(error, prefix)
         yield from self.relu.layer_shapes(main, _join(prefix, "relu"))

@@ -10,9 +10,10 @@ import math
 import numpy as np
 
 from .. import functional as F
+from .. import grad as G
 from ..errors import ShapeError
 from ..spec import PADDING_MODES, conv_spec, per_dim
-from .module import Module, _repr_backend, _uniform
+from .module import Module, _batched, _explain, _repr_backend, _uniform, _unbatched_like
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
            "ConvTranspose3d"]
@@ -59,11 +60,38 @@ class _ConvNd(Module):
 
     def forward(self, x):
         if self._transposed:
-            return F.conv_transpose(x, self.weight, self.bias, self.stride, self.padding,
-                                    self.output_padding, self.groups, self.dilation,
-                                    backend=self.backend)
-        return F.conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, self.padding_mode, backend=self.backend)
+            y = F.conv_transpose(x, self.weight, self.bias, self.stride, self.padding,
+                                 self.output_padding, self.groups, self.dilation,
+                                 backend=self.backend)
+        else:
+            y = F.conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                       self.groups, self.padding_mode, backend=self.backend)
+        self._keep(y, x)     # the weight's gradient needs the input
+        return y
+
+    def _backward(self, grad_output):
+        """Input and weight gradients through :mod:`convbackends.grad` on the layer's
+        backend, with the layer's geometry; the bias gradient sums over batch and space."""
+        grad, (x,) = self._take(grad_output)
+        x, nd = np.asarray(x), self._nd
+        xb, gb = _batched(x, nd), _batched(grad, nd)
+        if self._transposed:
+            params = dict(stride=self.stride, padding=self.padding,
+                          output_padding=self.output_padding, groups=self.groups,
+                          dilation=self.dilation, backend=self.backend)
+            grad_input = getattr(G, f"conv_transpose{nd}d_input")
+            grad_weight = getattr(G, f"conv_transpose{nd}d_weight")
+        else:
+            params = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                          groups=self.groups, padding_mode=self.padding_mode,
+                          backend=self.backend)
+            grad_input = getattr(G, f"conv{nd}d_input")
+            grad_weight = getattr(G, f"conv{nd}d_weight")
+        self._add_grad("weight", grad_weight(xb, self.weight.shape, gb, **params))
+        if self.bias is not None:
+            self._add_grad("bias", gb.sum(axis=(0,) + tuple(range(2, gb.ndim)),
+                                          dtype=np.float64))
+        return _unbatched_like(grad_input(xb.shape, self.weight, gb, **params), x.shape)
 
     def _spec(self, input_shape):
         op = "conv_transpose" if self._transposed else "conv"
@@ -79,6 +107,18 @@ class _ConvNd(Module):
 
     def macs(self, input_shape):
         return self._spec(input_shape)[0].macs
+
+    def explain(self, input_shape, dtype=None):
+        """The :func:`convbackends.explain` report of this layer's call on ``input_shape``
+        (in the weight's dtype, on ``self.backend``, ``None`` being the default)."""
+        params = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                      groups=self.groups)
+        if self._transposed:
+            params["output_padding"] = self.output_padding
+        return _explain(tuple(input_shape), self.weight.shape,
+                        op="conv_transpose" if self._transposed else "conv",
+                        dtype=self.weight.dtype.name, padding_mode=self.padding_mode,
+                        bias=self.bias is not None, backend=self.backend, **params)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

@@ -33,7 +33,13 @@ class Flatten(Module):
 
     def forward(self, x):
         x = np.asarray(x)
-        return x.reshape(self.output_shape(x.shape))
+        y = x.reshape(self.output_shape(x.shape))
+        self._keep(y, x.shape)
+        return y
+
+    def _backward(self, grad_output):
+        grad, (shape,) = self._take(grad_output)
+        return grad.reshape(shape)
 
     def extra_repr(self):
         return _non_defaults(self, (("start_dim", 1), ("end_dim", -1))).lstrip(", ")

@@ -56,7 +56,18 @@ class Linear(Module):
         y = x @ self.weight.T
         if self.bias is not None:
             y += self.bias
+        self._keep(y, x)
         return y
+
+    def _backward(self, grad_output):
+        """``grad_x = g @ weight``, ``grad_weight = g.T @ x`` over every leading dim,
+        ``grad_bias = sum(g)``."""
+        grad, (x,) = self._take(grad_output)
+        rows = grad.reshape(-1, self.out_features)
+        self._add_grad("weight", rows.T @ x.reshape(-1, self.in_features))
+        if self.bias is not None:
+            self._add_grad("bias", rows.sum(axis=0, dtype=np.float64))
+        return grad @ self.weight
 
     def extra_repr(self):
         s = f"in_features={self.in_features}, out_features={self.out_features}"

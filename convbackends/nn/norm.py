@@ -73,13 +73,38 @@ class _BatchNorm(Module):
             mean, var = self._batch_statistics(x)
         else:
             mean, var = self.running_mean.astype(np.float64), self.running_var
-        scale = 1.0 / np.sqrt(np.asarray(var, np.float64) + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight
+        inv_std = 1.0 / np.sqrt(np.asarray(var, np.float64) + self.eps)
+        scale = inv_std if self.weight is None else inv_std * self.weight
         shift = -mean * scale + (0.0 if self.bias is None else self.bias)
         y = x * _per_channel(scale, x.ndim).astype(x.dtype)
         y += _per_channel(shift, x.ndim).astype(x.dtype)
+        self._keep(y, x, mean, inv_std)    # training mode uses batch statistics
         return y
+
+    def _backward(self, grad_output):
+        """The gradient through the batch statistics, as PyTorch's (in float64):
+        ``weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` per channel, with
+        ``x_hat = (x - mean) * inv_std``; ``weight``'s gradient ``sum(g * x_hat)``,
+        ``bias``'s ``sum(g)``."""
+        grad, (x, mean, inv_std) = self._take(grad_output)
+        axes = (0,) + tuple(range(2, x.ndim))
+        count = x.size // x.shape[1]
+        x_hat = x - _per_channel(mean, x.ndim)
+        x_hat *= _per_channel(inv_std, x.ndim)
+        g = grad.astype(np.float64)
+        sum_g = g.sum(axis=axes)
+        planes = x.shape[:2] + (-1,)
+        sum_g_x_hat = np.einsum("ijk,ijk->j", g.reshape(planes), x_hat.reshape(planes))
+        if self.weight is not None:
+            self._add_grad("weight", sum_g_x_hat)
+        if self.bias is not None:
+            self._add_grad("bias", sum_g)
+        scale = inv_std if self.weight is None else inv_std * self.weight
+        x_hat *= _per_channel(sum_g_x_hat / count, x.ndim)
+        g -= _per_channel(sum_g / count, x.ndim)
+        g -= x_hat
+        g *= _per_channel(scale, x.ndim)
+        return g.astype(x.dtype)
 
     def extra_repr(self):
         s = f"{self.num_features}" + _non_defaults(self, (
@@ -140,6 +165,17 @@ class BatchNorm3d(_BatchNorm):
     _input_dims = (5,)
 
 
+def _channel_window_sum(a, before, after):
+    """``sum(a[:, c - before : c + after + 1])`` for every channel ``c`` (channels outside
+    the input count as zero): ``before + after + 1`` shifted slices summed, exact, unlike a
+    cumulative sum's differences."""
+    channels = a.shape[1]
+    pads = [(0, 0)] * a.ndim
+    pads[1] = (before, after)
+    padded = np.pad(a, pads)
+    return sum(padded[:, i:i + channels] for i in range(before + after + 1))
+
+
 class LocalResponseNorm(_Elementwise):
     """Local response normalisation across channels, as ``torch.nn.LocalResponseNorm``.
 
@@ -164,13 +200,27 @@ class LocalResponseNorm(_Elementwise):
         if x.ndim < 3:
             raise ShapeError(f"LocalResponseNorm: expected input (N, C, *) with 3 or more "
                              f"dims, got input of size {list(x.shape)}")
-        channels = x.shape[1]
-        pads = [(0, 0)] * x.ndim
-        pads[1] = (self.size // 2, (self.size - 1) // 2)
-        squares = np.pad(np.square(x), pads)
-        # `size` shifted slices summed: exact, unlike a cumulative sum's differences.
-        window = sum(squares[:, i:i + channels] for i in range(self.size))
-        return x / (self.k + self.alpha / self.size * window) ** self.beta
+        y = x / self._base(x) ** self.beta
+        self._keep(y, x)
+        return y
+
+    def _base(self, x):
+        """``k + alpha/size * sum(x[c']**2)`` over each channel's window."""
+        window = _channel_window_sum(np.square(x), self.size // 2, (self.size - 1) // 2)
+        return self.k + self.alpha / self.size * window
+
+    def _backward(self, grad_output):
+        """``g * d**-beta - 2*alpha*beta/size * x * sum(g * x * d**(-beta - 1))``, the sum
+        over the channels whose window holds each channel (``d`` the forward's base)."""
+        grad, (x,) = self._take(grad_output)
+        base = self._base(x)
+        scaled = base ** -self.beta
+        grad_x = grad * scaled
+        through = grad * x * scaled / base
+        # Channel c' is in the windows of c' - (size-1)//2 .. c' + size//2.
+        spread = _channel_window_sum(through, (self.size - 1) // 2, self.size // 2)
+        grad_x -= (2 * self.alpha * self.beta / self.size) * x * spread
+        return grad_x.astype(x.dtype, copy=False)
 
     def extra_repr(self):
         return f"{self.size}" + _non_defaults(self, (("alpha", 1e-4), ("beta", 0.75),

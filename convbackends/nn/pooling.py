@@ -8,12 +8,17 @@ that call builds.
 """
 
 import contextlib
+import math
+
+import numpy as np
 
 from .. import functional as F
+from .. import grad as G
 # The public default-backend block; the package binds it before it imports nn.
 from .. import set_backend
 from ..spec import adaptive_pool_spec, pool_spec, unpool_spec
-from .module import Module, _non_defaults, _repr_backend
+from ..spec.geometry import adaptive_windows
+from .module import Module, _batched, _explain, _non_defaults, _repr_backend, _unbatched_like
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
@@ -29,9 +34,68 @@ def _run(layer, name, *args, **kwargs):
     caller's default.
     """
     func = getattr(F, f"{name}{layer._nd}d")
-    block = contextlib.nullcontext() if layer.backend is None else set_backend(layer.backend)
-    with block:
+    with _as_default(layer):
         return func(*args, **kwargs)
+
+
+def _run_grad(layer, name, *args, **kwargs):
+    """``grad.{name}{nd}d_input(*args, **kwargs)`` in the block the forward ran in."""
+    func = getattr(G, f"{name}{layer._nd}d_input")
+    with _as_default(layer):
+        return func(*args, **kwargs)
+
+
+def _batched_shape(shape, nd):
+    return (1,) + tuple(shape) if len(shape) == nd + 1 else tuple(shape)
+
+
+def _planes(a):
+    """A batched ``(N, C, *spatial)`` array as ``(N*C, prod(spatial))``."""
+    return a.reshape(a.shape[0] * a.shape[1], -1)
+
+
+def _scatter_add(grad, indices, input_shape, nd):
+    """The gradient of a max over windows: each output's gradient added at its maximum,
+    ``indices`` flat into each input plane (a window with index -1 passes nothing on)."""
+    grad, indices = _batched(grad, nd), _batched(np.asarray(indices), nd)
+    full = _batched_shape(input_shape, nd)
+    planes, plane = full[0] * full[1], math.prod(full[2:])
+    idx = _planes(indices)
+    flat = idx + (np.arange(planes, dtype=np.int64) * plane)[:, None]
+    valid = idx >= 0
+    summed = np.bincount(flat[valid], weights=_planes(grad)[valid],
+                         minlength=planes * plane)
+    return summed.astype(grad.dtype).reshape(tuple(input_shape))
+
+
+def _spread_adaptive(grad, input_shape, nd):
+    """Adaptive average pooling's input gradient: each window's gradient over its size,
+    spread over the window (the windows of :func:`~convbackends.spec.geometry.
+    adaptive_windows`). Averaging over a box is one average per dim, so the spreading is
+    one ``(out, L)`` matrix per dim, applied in turn."""
+    g = _batched(grad, nd).astype(np.float64)
+    for d, length in enumerate(_batched_shape(input_shape, nd)[2:]):
+        out = g.shape[2 + d]
+        starts, ends = adaptive_windows(length, out)
+        spread = np.zeros((out, length))
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            spread[i, a:b] = 1.0 / (b - a)
+        g = np.moveaxis(np.tensordot(g, spread, axes=([2 + d], [0])), -1, 2 + d)
+    return g.astype(grad.dtype).reshape(tuple(input_shape))
+
+
+def _as_default(layer):
+    """The block a pooling layer runs in: ``set_backend(layer.backend)``, or nothing."""
+    return contextlib.nullcontext() if layer.backend is None else set_backend(layer.backend)
+
+
+def _explain_call(layer, input_shape, dtype, op, **params):
+    """:func:`convbackends.explain` for ``op`` as the layer's forward calls it: inside the
+    layer's default-backend block, so it reports the backend that would actually run (a
+    backend without the op at all leaves it to ``"auto"``)."""
+    with _as_default(layer):
+        return _explain(tuple(input_shape), op=op,
+                        dtype=np.dtype(np.float32 if dtype is None else dtype).name, **params)
 
 
 def _shape(spec, batched):
@@ -76,10 +140,30 @@ class _MaxPoolNd(_PoolNd):
         return pool_spec(f"max_pool{self._nd}d", op, input_shape, self._nd, self.kernel_size,
                          self.stride, self.padding, self.dilation, self.ceil_mode)
 
+    def explain(self, input_shape, dtype=None):
+        op = "max_pool_with_indices" if self.return_indices else "max_pool"
+        return _explain_call(self, input_shape, dtype, op,
+                             kernel_size=self.kernel_size, stride=self.stride,
+                             padding=self.padding, dilation=self.dilation,
+                             ceil_mode=self.ceil_mode)
+
     def forward(self, x):
         """The window maxima, or ``(values, indices)`` with ``return_indices``."""
-        return _run(self, "max_pool", x, self.kernel_size, self.stride, self.padding,
-                    self.dilation, self.ceil_mode, return_indices=self.return_indices)
+        result = _run(self, "max_pool", x, self.kernel_size, self.stride, self.padding,
+                      self.dilation, self.ceil_mode, return_indices=self.return_indices)
+        values = result[0] if self.return_indices else result
+        self._keep(values, x)
+        return result
+
+    def _backward(self, grad_output):
+        """Through :func:`convbackends.grad.max_pool2d_input` (and 1d, 3d); with
+        ``return_indices``, ``grad_output`` is the values' gradient."""
+        grad, (x,) = self._take(grad_output)
+        x, nd = np.asarray(x), self._nd
+        result = _run_grad(self, "max_pool", _batched(x, nd), _batched(grad, nd),
+                           self.kernel_size, self.stride, self.padding, self.dilation,
+                           self.ceil_mode)
+        return _unbatched_like(result, x.shape)
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -132,12 +216,31 @@ class _AvgPoolNd(_PoolNd):
                          self.kernel_size, self.stride, self.padding, 1, self.ceil_mode,
                          self.count_include_pad, divisor_override=self.divisor_override)
 
+    def explain(self, input_shape, dtype=None):
+        options = ({} if self.divisor_override is None
+                   else {"divisor_override": self.divisor_override})
+        return _explain_call(self, input_shape, dtype, "avg_pool",
+                             kernel_size=self.kernel_size, stride=self.stride,
+                             padding=self.padding, ceil_mode=self.ceil_mode,
+                             count_include_pad=self.count_include_pad, **options)
+
     def forward(self, x):
         # avg_pool1d, like PyTorch's, takes no divisor_override (AvgPool1d never has one).
         options = ({} if self.divisor_override is None
                    else {"divisor_override": self.divisor_override})
-        return _run(self, "avg_pool", x, self.kernel_size, self.stride, self.padding,
-                    self.ceil_mode, self.count_include_pad, **options)
+        y = _run(self, "avg_pool", x, self.kernel_size, self.stride, self.padding,
+                 self.ceil_mode, self.count_include_pad, **options)
+        self._keep(y, np.shape(x))
+        return y
+
+    def _backward(self, grad_output):
+        """Through :func:`convbackends.grad.avg_pool2d_input` (and 1d, 3d)."""
+        grad, (shape,) = self._take(grad_output)
+        nd = self._nd
+        result = _run_grad(self, "avg_pool", _batched_shape(shape, nd), _batched(grad, nd),
+                           self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                           self.count_include_pad, self.divisor_override)
+        return result.reshape(shape)
 
 
 class AvgPool1d(_AvgPoolNd):
@@ -190,6 +293,9 @@ class _AdaptivePoolNd(Module):
         return _shape(*adaptive_pool_spec(f"{self._op}{self._nd}d", input_shape, self._nd,
                                           self.output_size, op=self._op))
 
+    def explain(self, input_shape, dtype=None):
+        return _explain_call(self, input_shape, dtype, self._op, output_size=self.output_size)
+
     def extra_repr(self):
         return _repr_backend(f"output_size={self.output_size!r}", self.backend)
 
@@ -198,7 +304,24 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
     _op = "adaptive_avg_pool"
 
     def forward(self, x):
-        return _run(self, "adaptive_avg_pool", x, self.output_size)
+        y = _run(self, "adaptive_avg_pool", x, self.output_size)
+        self._keep(y, np.shape(x))
+        return y
+
+    def _backward(self, grad_output):
+        """Where every output size divides its input size the windows are a plain average
+        pooling's (kernel = stride = L / out), and the gradient goes through
+        :func:`convbackends.grad.avg_pool2d_input`; otherwise each window's gradient is
+        spread over its window."""
+        grad, (shape,) = self._take(grad_output)
+        nd = self._nd
+        lengths, outs = _batched_shape(shape, nd)[2:], _batched(grad, nd).shape[2:]
+        if any(out == 0 or length % out for length, out in zip(lengths, outs)):
+            return _spread_adaptive(grad, shape, nd)
+        kernel = tuple(length // out for length, out in zip(lengths, outs))
+        result = _run_grad(self, "avg_pool", _batched_shape(shape, nd), _batched(grad, nd),
+                           kernel, kernel)
+        return result.reshape(shape)
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
@@ -229,7 +352,15 @@ class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
 
     def forward(self, x):
         """The window maxima, or ``(values, indices)`` with ``return_indices``."""
-        return _run(self, "adaptive_max_pool", x, self.output_size, self.return_indices)
+        values, indices = _run(self, "adaptive_max_pool", x, self.output_size, True)
+        self._keep(values, np.shape(x), indices)
+        return (values, indices) if self.return_indices else values
+
+    def _backward(self, grad_output):
+        """Each output's gradient added at its maximum; with ``return_indices``,
+        ``grad_output`` is the values' gradient."""
+        grad, (shape, indices) = self._take(grad_output)
+        return _scatter_add(grad, indices, shape, self._nd)
 
     def extra_repr(self):
         s = f"output_size={self.output_size!r}" + _non_defaults(
@@ -277,14 +408,31 @@ class _MaxUnpoolNd(Module):
 
     def forward(self, x, indices, output_size=None):
         """Scatter ``x`` to ``indices``; see the class docstring for ``output_size``."""
-        return _run(self, "max_unpool", x, indices, self.kernel_size, self.stride,
-                    self.padding, output_size)
+        y = _run(self, "max_unpool", x, indices, self.kernel_size, self.stride,
+                 self.padding, output_size)
+        self._keep(y, np.shape(x), indices)
+        return y
+
+    def _backward(self, grad_output):
+        """The gradient of the values: ``grad_output`` read at ``indices`` (the indices
+        have none)."""
+        grad, (shape, indices) = self._take(grad_output)
+        nd = self._nd
+        indices = _batched(np.asarray(indices), nd)
+        picked = np.take_along_axis(_planes(_batched(grad, nd)), _planes(indices), axis=1)
+        return picked.reshape(shape)
 
     def output_shape(self, input_shape, output_size=None):
         """The output shape for pooled input of ``input_shape`` (and ``output_size``)."""
         return _shape(*unpool_spec(f"max_unpool{self._nd}d", input_shape, input_shape,
                                    self._nd, self.kernel_size, self.stride, self.padding,
                                    output_size))
+
+    def explain(self, input_shape, dtype=None, output_size=None):
+        """As :meth:`Module.explain`, with the forward's ``output_size``."""
+        return _explain_call(self, input_shape, dtype, "max_unpool",
+                             kernel_size=self.kernel_size, stride=self.stride,
+                             padding=self.padding, output_size=output_size)
 
     def extra_repr(self):
         s = f"kernel_size={self.kernel_size}" + _non_defaults(

@@ -1,4 +1,5 @@
-"""The op table (:mod:`.table`) and the lowerings between ops (:mod:`.lowerings`)."""
+"""The op table (:mod:`.table`), the lowerings between ops (:mod:`.lowerings`), and the
+rules that keep NaN and Inf exact on kernels that mix their operands (:mod:`.nonfinite`)."""
 
 from .lowerings import LOWERINGS, Lowering, lowerings_from
 from .table import OP_NAMES, OPS, Op, get_op

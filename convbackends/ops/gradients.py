@@ -212,11 +212,11 @@ def run_max_grad_as_indices(run_target, operands, spec, target_spec):
     x, grad_output = operands
     _, indices = run_target(x)
     planes = spec.batch * spec.channels
-    where = np.asarray(indices).reshape(planes, -1)
+    where = np.asarray(indices).reshape(planes, math.prod(spec.output_spatial))
     rows = np.broadcast_to(np.arange(planes)[:, None], where.shape)
     keep = where >= 0                                   # a window wholly in padding: -1
     g = np.zeros((planes, math.prod(spec.input_spatial)), spec.dtype)
-    np.add.at(g, (rows[keep], where[keep]), np.asarray(grad_output).reshape(planes, -1)[keep])
+    np.add.at(g, (rows[keep], where[keep]), np.asarray(grad_output).reshape(where.shape)[keep])
     return g.reshape(spec.input_shape)
 
 

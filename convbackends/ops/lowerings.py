@@ -23,6 +23,9 @@ class Lowering:
     ``rewrite(spec)`` returns the target op's spec, or a string saying why the rewrite does
     not apply to this call. ``run(run_target, operands, spec, target_spec)`` computes the
     source op's results, calling ``run_target(*target_operands)`` for the target op.
+    ``exact_nonfinite`` says whether NaN and Inf come out as the source op's direct formula
+    says whenever the target's kernel keeps its own formula's; a lowering that is not exact
+    is guarded by dispatch (:mod:`.nonfinite`), which needs rules for its source op.
     """
 
     name: str
@@ -31,6 +34,7 @@ class Lowering:
     summary: str
     rewrite: object
     run: object
+    exact_nonfinite: bool = True
 
 
 def _drop_indices(run_target, operands, spec, target_spec):
@@ -58,13 +62,15 @@ def _as_is(run_target, operands, spec, target_spec):
 
 def _avg_as_depthwise(spec):
     """Average pooling is a depthwise convolution with a ones filter, then a division."""
-    extra = []
-    for L, k, s, (pb, pa), d, o in zip(spec.input_spatial, spec.kernel, spec.stride,
-                                       spec.padding, spec.dilation, spec.output_spatial):
-        # A ceil-mode window may reach past the trailing padding: pad as far as it reaches.
+    padding = []
+    for L, k, s, (pb, _), d, o in zip(spec.input_spatial, spec.kernel, spec.stride,
+                                      spec.padding, spec.dilation, spec.output_spatial):
+        # Pad after as far as the last window reaches, no further: a ceil-mode window may
+        # reach past the trailing padding, and ceil mode may drop a window that starts in
+        # it (fewer outputs than the trailing padding would give the convolution).
         reach = (o - 1) * s + d * (k - 1) + 1
-        extra.append(max(0, reach - (L + pb + pa)))
-    padding = tuple((pb, pa + e) for (pb, pa), e in zip(spec.padding, extra))
+        padding.append((pb, max(0, reach - (L + pb))))
+    padding = tuple(padding)
     target = ConvSpec(op="conv", batch=spec.batch, in_channels=spec.channels,
                       out_channels=spec.channels, input_spatial=spec.input_spatial,
                       kernel=spec.kernel, stride=spec.stride, padding=padding,
@@ -82,6 +88,10 @@ def _run_avg_as_depthwise(run_target, operands, spec, target_spec):
         divisor = np.multiply.outer(divisor, counts)
     with np.errstate(divide="ignore", invalid="ignore"):   # a window of no taps is NaN
         np.divide(y, divisor.astype(spec.dtype), out=y)
+    # Its direct sum is exactly 0 (0/0), whatever rounding a transform kernel left there.
+    empty = divisor == 0
+    if empty.any():
+        y[np.broadcast_to(empty, y.shape)] = np.nan
     return y
 
 
@@ -131,7 +141,10 @@ LOWERINGS = (
              _avg_as_depthwise, _run_avg_as_depthwise),
     Lowering("conv_transpose->conv", "conv_transpose", "conv",
              "conv over the input spread by the stride, with the flipped, channel-swapped "
-             "filter", _transpose_as_conv, _run_transpose_as_conv),
+             "filter", _transpose_as_conv, _run_transpose_as_conv,
+             # The inserted zeros and the padding meet every weight: 0 * Inf is NaN where
+             # the scatter of the real inputs adds nothing.
+             exact_nonfinite=False),
     Lowering("conv_input_grad->conv_transpose", "conv_input_grad", "conv_transpose",
              "the adjoint of conv: conv_transpose of the output gradient, output padding "
              "to the input's size", grad.input_grad_as_conv_transpose,

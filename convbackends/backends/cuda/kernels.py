@@ -282,7 +282,8 @@ def direct_conv(dtype):
     """One thread per output element: ``y[n, k, od, oh, ow]`` summed over ``Cg x taps``.
 
     Serves every geometry; the fallback where the implicit GEMM's channel tile would be
-    mostly empty (few output channels per group, e.g. depthwise).
+    mostly empty (few output channels per group, e.g. depthwise). Taps in the padding
+    multiply zeros, as the direct formula's padded input does.
     Kernel arguments: ``(x, w, bias, has_bias, y, in_dims, out_dims, kernel, stride, pad,
     dil, C, K, Cg, Kg, total)``; launch with :func:`launch_1d`.
     """
@@ -310,17 +311,18 @@ def direct_conv(dtype):
                 wc = (k * Cg + c) * KD * KH * KW
                 for r in range(KD):
                     iz = od * stride[0] - pad[0] + r * dil[0]
-                    if iz < 0 or iz >= D:
-                        continue
+                    z_in = 0 <= iz < D
                     for s in range(KH):
                         iy = oh * stride[1] - pad[1] + s * dil[1]
-                        if iy < 0 or iy >= H:
-                            continue
+                        y_in = z_in and 0 <= iy < H
                         for u in range(KW):
                             ix = ow * stride[2] - pad[2] + u * dil[2]
-                            if ix < 0 or ix >= W:
-                                continue
-                            acc += x[xc + (iz * H + iy) * W + ix] * w[wc + (r * KH + s) * KW + u]
+                            # A tap in the padding multiplies a zero: 0 * Inf is NaN, as in
+                            # the direct formula (and the implicit GEMM).
+                            v = ft(0)
+                            if y_in and 0 <= ix < W:
+                                v = x[xc + (iz * H + iy) * W + ix]
+                            acc += v * w[wc + (r * KH + s) * KW + u]
             if has_bias:
                 acc += bias[k]
             y[i] = acc

@@ -31,6 +31,7 @@ code on disk for later processes.
 """
 
 import contextlib
+import math
 
 import numba
 import numpy as np
@@ -310,11 +311,12 @@ class NumbaBackend(Backend):
         """
         y = np.empty(spec.output_shape, spec.dtype) if out is None else out
         planes = spec.batch * spec.channels
-        x2 = np.ascontiguousarray(x, spec.dtype).reshape(planes, -1)
-        i2 = np.ascontiguousarray(indices, np.int64).reshape(planes, -1)
+        taps = math.prod(spec.input_spatial)     # explicit: an empty batch has no -1 to infer
+        x2 = np.ascontiguousarray(x, spec.dtype).reshape(planes, taps)
+        i2 = np.ascontiguousarray(indices, np.int64).reshape(planes, taps)
         bad = np.zeros(2 * planes, np.int64)
         with _thread_budget(spec):
-            kernels.max_unpool(x2, i2, y.reshape(planes, -1), bad)
+            kernels.max_unpool(x2, i2, y.reshape(planes, math.prod(spec.unpool_output)), bad)
         error = _invalid_index(bad, spec)
         if error is not None:
             raise error
