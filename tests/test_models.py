@@ -95,6 +95,36 @@ def test_resnet18_keys_and_structure():
     assert s.total_macs == 1_814_073_344
 
 
+def test_tflearn_cnn_summary_totals_by_hand():
+    """The lectures' TFLearn network: 'same' 3x3 convolutions keep 32x32 and 16x16, each
+    max pooling halves, so FC 512 reads 64 maps of 8x8."""
+    convs = sum(3 * 3 * cin * cout + cout for cin, cout in ((3, 32), (32, 64), (64, 64)))
+    params = convs + 64 * 8 * 8 * 512 + 512 + 512 * 10 + 10
+    assert params == 2_159_114
+    macs = (32 * 32 * 32 * 3 * 9 + 16 * 16 * 64 * 32 * 9 + 16 * 16 * 64 * 64 * 9
+            + 4096 * 512 + 512 * 10)
+    model = models.tflearn_cnn(rng=0)
+    s = models.summary(model, (8, 3, 32, 32))
+    assert s.total_params == params == sum(p.size for p in model.parameters())
+    assert s.total_macs == 8 * macs == 137_142_272
+    shapes = {r.name: r.output_shape for r in s.rows}
+    assert shapes == {
+        "conv1": (8, 32, 32, 32), "relu1": (8, 32, 32, 32), "pool1": (8, 32, 16, 16),
+        "conv2": (8, 64, 16, 16), "relu2": (8, 64, 16, 16), "conv3": (8, 64, 16, 16),
+        "relu3": (8, 64, 16, 16), "pool2": (8, 64, 8, 8), "flatten": (8, 4096),
+        "fc1": (8, 512), "relu4": (8, 512), "dropout": (8, 512), "fc2": (8, 10)}
+    assert [k for k, _ in model.named_parameters()] == [
+        f"{name}.{p}" for name in ("conv1", "conv2", "conv3", "fc1", "fc2")
+        for p in ("weight", "bias")]
+    assert model.dropout.p == 0.5 and model.conv1.padding == "same"
+    assert models.summary(models.tflearn_cnn(num_classes=3), (1, 3, 32, 32)).rows[-1] \
+        .output_shape == (1, 3)
+    with pytest.raises(cb.ShapeError):      # FC 512 takes 4096 features: 32x32 input only
+        models.summary(model, (1, 3, 64, 64))
+    np.testing.assert_array_equal(models.tflearn_cnn(rng=3).fc1.weight,
+                                  models.tflearn_cnn(rng=3).fc1.weight)
+
+
 def test_backend_reaches_every_convolution():
     model = models.resnet18(backend="im2col")
     convs = [m for m in model.modules() if isinstance(m, cb.layers.Conv2d)]
@@ -342,10 +372,20 @@ def torch_resnet18(nn):
     return model
 
 
+def torch_tflearn_cnn(nn):
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 32, 3, padding="same"), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(32, 64, 3, padding="same"), relu2=nn.ReLU(),
+        conv3=nn.Conv2d(64, 64, 3, padding="same"), relu3=nn.ReLU(), pool2=nn.MaxPool2d(2),
+        flatten=nn.Flatten(), fc1=nn.Linear(4096, 512), relu4=nn.ReLU(),
+        dropout=nn.Dropout(0.5), fc2=nn.Linear(512, 10)))
+
+
 TWINS = {"lenet5": (torch_lenet5, (4, 1, 32, 32)),
          "alexnet": (torch_alexnet, (1, 3, 227, 227)),
          "vgg16": (torch_vgg16, (1, 3, 64, 64)),
-         "resnet18": (torch_resnet18, (2, 3, 64, 64))}
+         "resnet18": (torch_resnet18, (2, 3, 64, 64)),
+         "tflearn_cnn": (torch_tflearn_cnn, (4, 3, 32, 32))}
 
 
 @pytest.fixture(scope="module")

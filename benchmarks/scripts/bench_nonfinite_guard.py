@@ -17,9 +17,10 @@ of those medians (and of those bests); ``new / base - 1`` is the cost.
 On a shared machine the processes' times scatter with the other load. So a second table
 measures the guard alone, within one process of this tree: the same public call with the
 guard patched out and in, ``--pairs`` calls each in ABBA order; ``on / off - 1`` of their
-medians is what the guard adds (its reductions over input, weight and bias, and the
-dispatch around them), free of the drift between processes. The guard's own work is also
-timed alone (best of many) against the best call.
+medians, and the median of the ratios of adjacent on/off calls (robust to drift), are what
+the guard adds (its reductions over input, weight and bias, and the dispatch around them),
+free of the drift between processes. The guard's own work is also timed alone (best of
+many) against the best call. ``--guard-only`` runs this table alone.
 """
 
 import argparse
@@ -58,6 +59,7 @@ for _ in range(calls):
     cb.conv2d(x, w, b, padding=pad, backend=backend, out=out)
     times.append(time.perf_counter() - t)
 pairs = {"off": [], "on": []}
+ratios = []
 work = []
 if len(sys.argv) > 10 and int(sys.argv[10]) > 0:
     from convbackends.dispatch import plan as plan_module
@@ -72,6 +74,12 @@ if len(sys.argv) > 10 and int(sys.argv[10]) > 0:
         cb.conv2d(x, w, b, padding=pad, backend=backend, out=out)
         pairs[side].append(time.perf_counter() - t)
     plan_module.Plan.guarded = guarded
+    # ABBA: calls 2j and 2j + 1 are one off and one on, side by side.
+    order = [("off", "on")[(i + i // 2) % 2] for i in range(2 * int(sys.argv[10]))]
+    seen = {"off": iter(pairs["off"]), "on": iter(pairs["on"])}
+    flat = [next(seen[side]) for side in order]
+    ratios = [(flat[j + 1] / flat[j]) if order[j] == "off" else (flat[j] / flat[j + 1])
+              for j in range(0, len(flat) - 1, 2)]
     spec = cb.explain(x.shape, w.shape, padding=pad).spec
     plan = plan_call("conv", spec, backend)
     for _ in range(10 * int(sys.argv[10])):
@@ -90,6 +98,7 @@ except ImportError:
 print(json.dumps({"median": statistics.median(times), "best": min(times), "blas": blas,
                   "pairs": {k: statistics.median(v) for k, v in pairs.items() if v},
                   "off_best": min(pairs["off"]) if work else None,
+                  "ratio": statistics.median(ratios) if ratios else None,
                   "work_best": min(work) if work else None}))
 """
 
@@ -109,19 +118,23 @@ def median(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, type=pathlib.Path,
+    parser.add_argument("--base", type=pathlib.Path, default=ROOT,
                         help="the checkout to compare with (a git worktree)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=7)
     parser.add_argument("--pairs", type=int, default=40)
+    parser.add_argument("--guard-only", action="store_true",
+                        help="only the in-process table (no --base needed)")
     args = parser.parse_args()
+    if args.guard_only:
+        args.rounds = 0
     trees = {"base": args.base.resolve(), "new": ROOT}
     load = os.getloadavg()
     print(f"{os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start",
           flush=True)
     rows = []
     for layer in LAYERS:
-        for tree in trees.values():      # compile and cache Numba kernels, not timed
+        for tree in set(trees.values()):      # compile and cache Numba kernels, not timed
             blas = sample(tree, layer, 1)["blas"]
         runs = {side: [] for side in trees}
         for r in range(args.rounds):
@@ -134,10 +147,11 @@ def main():
                                    for s, t in runs.items()}, "BLAS", blas, flush=True)
     load = os.getloadavg()
     print(f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end\n")
-    print("| layer | backend | base ms | new ms | new / base - 1 | base best | new best "
-          "| best: new / base - 1 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for layer, runs, _ in rows:
+    if args.rounds:
+        print("| layer | backend | base ms | new ms | new / base - 1 | base best | new best "
+              "| best: new / base - 1 |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for layer, runs, _ in rows if args.rounds else ():
         med = {s: median([v["median"] for v in t]) for s, t in runs.items()}
         best = {s: median([v["best"] for v in t]) for s, t in runs.items()}
         print(f"| {layer[0]} | {layer[1]} | {med['base'] * 1e3:.2f} | {med['new'] * 1e3:.2f} "
@@ -147,14 +161,14 @@ def main():
           f"patched out (off) and in (on), {args.pairs} calls each in ABBA order (medians); "
           f"and the guard's own work on a finite call (best of {10 * args.pairs}) against "
           f"the best call without it:\n")
-    print("| layer | backend | off ms | on ms | on / off - 1 | guard's work ms "
-          "| work / off best |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| layer | backend | off ms | on ms | on / off - 1 | median of pair ratios - 1 "
+          "| guard's work ms | work / off best |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for layer, _, g in rows:
         p = g["pairs"]
         print(f"| {layer[0]} | {layer[1]} | {p['off'] * 1e3:.2f} | {p['on'] * 1e3:.2f} "
-              f"| {(p['on'] / p['off'] - 1) * 100:+.1f}% | {g['work_best'] * 1e3:.3f} "
-              f"| {g['work_best'] / g['off_best'] * 100:.2f}% |")
+              f"| {(p['on'] / p['off'] - 1) * 100:+.1f}% | {(g['ratio'] - 1) * 100:+.1f}% "
+              f"| {g['work_best'] * 1e3:.3f} | {g['work_best'] / g['off_best'] * 100:.2f}% |")
 
 if __name__ == "__main__":
     main()

@@ -5,12 +5,14 @@ the backends and their limits, threads, BLAS and the environment variables that 
 
 ``convbackends compare`` runs backends side by side on a named suite of real layers
 (:mod:`convbackends.tools.workloads`) with :func:`convbackends.tools.compare.run_layer`:
-one warm-up call each, then interleaved rounds into reused ``out=`` buffers (the median
-counts), every result checked against a float64 reference shipped with the package; with
-``--torch``, PyTorch runs in a process of its own in the same rounds. It prints time,
-GFLOP/s, speed relative to the fastest, relative error and ``auto``'s pick
-(:mod:`convbackends.tools.report`). Heavy imports (Numba, threadpoolctl, matplotlib) happen
-only where needed; PyTorch is never imported in this process.
+one warm-up call each, then interleaved rounds into reused ``out=`` buffers, sampled until
+each median's spread is under ``--spread`` (the median counts), every result checked against
+a float64 reference shipped with the package; with ``--peers torch,onnxruntime`` (``--torch``
+is ``--peers torch``), each peer library runs in a process of its own in the same rounds. It
+prints time, spread, GFLOP/s, speed relative to the fastest, relative error, ``auto``'s pick
+and each peer's time over ``auto``'s (:mod:`convbackends.tools.report`). Heavy imports
+(Numba, threadpoolctl, matplotlib) happen only where needed; no peer library is ever
+imported in this process.
 """
 
 import argparse
@@ -23,10 +25,11 @@ import convbackends as cb
 
 from ..errors import ConvError
 from . import info, report, workloads
-from .compare import REFERENCE_LABEL, run_layer
-from .peer import Peer
+from .compare import MAX_REPEAT, REFERENCE_LABEL, run_layer
+from .measure import MAX_WAIT, SPREAD_TARGET
+from .peer import PEERS, Peer, missing_packages
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["main", "build_parser", "chosen_peers", "UsageError"]
 
 
 class UsageError(ConvError, ValueError):
@@ -80,15 +83,37 @@ def _chosen_backends(text):
     return list(dict.fromkeys(names + ["auto"])), True
 
 
+def chosen_peers(text, torch=False):
+    """``--peers a,b`` (and ``--torch``) checked against :data:`PEERS`, in the order given.
+
+    Raises :class:`UsageError` for an unknown name or a peer whose packages are missing.
+    """
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if text is not None and not names:
+        raise UsageError(f"--peers: no peer given; known peers: {', '.join(PEERS)}")
+    if torch:
+        names.insert(0, "torch")
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise UsageError(f"unknown peer {', '.join(map(repr, unknown))}; known peers: "
+                         f"{', '.join(PEERS)}")
+    names = list(dict.fromkeys(names))
+    for name in names:
+        missing = missing_packages(name)
+        if missing:
+            raise UsageError(f"peer {name!r} needs {' and '.join(missing)}, which "
+                             f"{'is' if len(missing) == 1 else 'are'} not importable here "
+                             f"(pip install 'convbackends[bench]')")
+    return names
+
+
 def _check_optional(args):
-    if args.torch and importlib.util.find_spec("torch") is None:
-        raise UsageError("--torch needs PyTorch, which is not importable here")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib: pip install 'convbackends[plot]'")
 
 
 def _limit_threads(n):
-    """Cap Numba and BLAS (through threadpoolctl) at ``n`` threads; PyTorch's peer is told."""
+    """Cap Numba and BLAS (through threadpoolctl) at ``n`` threads; the peers are told."""
     import numba
     if n > numba.config.NUMBA_NUM_THREADS:
         raise UsageError(f"--threads {n}: Numba has at most {numba.config.NUMBA_NUM_THREADS}")
@@ -104,11 +129,15 @@ def _measure(args, layers, names, named):
     """One :class:`~convbackends.tools.compare.LayerRun` per layer, with a progress line."""
     progress = Progress(len(layers))
     runs = []
-    with Peer() if args.torch else contextlib.nullcontext() as peer:
+    with contextlib.ExitStack() as stack:
+        peers = {name: stack.enter_context(Peer()) for name in args.peers}
         for i, layer in enumerate(layers):
             progress.update(i, layer.name)
             runs.append(run_layer(layer, names, dtype=args.dtype, repeat=args.repeat,
-                                  peer=peer, threads=args.threads, named=named))
+                                  peers=peers, threads=args.threads, named=named,
+                                  target_spread=args.spread,
+                                  max_repeat=max(args.repeat, args.max_repeat),
+                                  max_wait=args.max_wait))
     progress.update(len(layers), "done")
     progress.close()
     return runs
@@ -116,9 +145,13 @@ def _measure(args, layers, names, named):
 
 def _print_runs(args, runs, out):
     """The tables on ``out``; the CSV and the chart where asked for."""
+    peers = "; " + ", ".join(PEERS[p].label for p in args.peers) + \
+        (" each in a process of its own" if len(args.peers) > 1 else " in a process of its own")
     title = (f"suite {args.suite}, batch {args.batch}, {args.dtype}; reference: "
-             f"{REFERENCE_LABEL}; median of up to {args.repeat} interleaved calls after a "
-             f"warm-up call" + ("; PyTorch in a process of its own" if args.torch else ""))
+             f"{REFERENCE_LABEL}; median of {args.repeat} to {max(args.repeat, args.max_repeat)}"
+             f" interleaved samples after a warm-up call, until the spread is under "
+             f"{args.spread:.0%}; samples disturbed by other processes (over "
+             f"{args.max_wait:g} of a core) taken again" + (peers if args.peers else ""))
     markdown = args.format == "markdown"
     print(title + "\n", file=out)
     print(report.detail_table(runs, markdown) + "\n", file=out)
@@ -139,6 +172,7 @@ def cmd_compare(args, out):
     except workloads.UnknownSuiteError as e:
         raise UsageError(str(e)) from None
     names, named = _chosen_backends(args.backends)
+    args.peers = chosen_peers(args.peers, args.torch)
     _check_optional(args)
     with _limit_threads(args.threads) if args.threads else contextlib.nullcontext():
         runs = _measure(args, layers, names, named)
@@ -150,6 +184,14 @@ def _positive(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 < value < 10:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 10 (0.05 is 5%), "
+                                         f"got {value}")
     return value
 
 
@@ -169,12 +211,23 @@ def build_parser():
     p.add_argument("--batch", type=_positive, default=1, help="batch size (default: 1)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--repeat", type=_positive, default=5,
-                   help="timed calls per backend after the warm-up (default: 5)")
+                   help="timed samples per backend after the warm-up, at least (default: 5)")
+    p.add_argument("--max-repeat", type=_positive, default=MAX_REPEAT,
+                   help=f"timed samples at most while the spread stays above --spread "
+                   f"(default: {MAX_REPEAT})")
+    p.add_argument("--spread", type=_fraction, default=SPREAD_TARGET,
+                   help=f"target spread (p75 - p25) / median: sampling goes on until it is "
+                   f"under this, and wider rows are marked ~ (default: {SPREAD_TARGET})")
+    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
+                   help=f"a sample during which other processes took more than this share "
+                   f"of a core is set aside and taken again; inf: keep every sample "
+                   f"(default: {MAX_WAIT})")
     p.add_argument("--threads", type=_positive,
-                   help="cap Numba, BLAS and PyTorch threads (default: leave as they are)")
-    p.add_argument("--torch", action="store_true",
-                   help="add PyTorch CPU (torch.nn.functional.convNd) as a column, timed "
-                   "in a process of its own")
+                   help="cap Numba, BLAS and the peers' threads (default: leave as they are)")
+    p.add_argument("--peers", metavar="NAMES",
+                   help=f"comma-separated peer libraries, each timed in a process of its own "
+                   f"in the same rounds: {', '.join(PEERS)}")
+    p.add_argument("--torch", action="store_true", help="the same as --peers torch")
     p.add_argument("--csv", metavar="FILE", help="write one row per layer and backend")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of GFLOP/s (matplotlib)")
     p.add_argument("--format", choices=("text", "markdown"), default="text",

@@ -1,16 +1,20 @@
 """The tables, summary lines, CSV and bar chart of a ``compare`` run.
 
 Each takes the :class:`~convbackends.tools.compare.LayerRun` list of one suite. ``x best``
-is a time over the fastest convbackends backend's (``auto`` and PyTorch are not
-contestants); ``pick / best`` is the time of the backend ``auto`` picked over the best's.
+is a time over the fastest convbackends backend's (``auto`` and the peer libraries are not
+contestants); ``pick / best`` is the time of the backend ``auto`` picked over the best's;
+``<peer> / auto`` is a peer library's time over ``auto``'s (above 1: ``auto`` is faster).
+``±`` is a median's spread, ``(p75 - p25) / median`` of its samples; a time whose spread
+stayed above the run's target is marked ``~``, and an ``auto`` whose median lies beyond the
+spread from its own pick's is flagged in the notes (it runs that backend: one of the two is
+noise).
 """
 
 import csv
 import math
 
-from .compare import TORCH
-
-__all__ = ["detail_table", "summary_table", "summary_lines", "write_csv", "write_plot"]
+__all__ = ["detail_table", "summary_table", "summary_lines", "peer_ratio", "write_csv",
+           "write_plot"]
 
 
 def _fmt(value, spec):
@@ -27,21 +31,38 @@ def _table(headers, rows, markdown):
                      for r in [headers] + rows)
 
 
+def _ms(run, name):
+    """A median in ms, ``~`` in front when its spread stayed above the target."""
+    t = run.results[name].median
+    if t is None:
+        return "-"
+    return ("~" if run.wide(name) else "") + format(t * 1e3, ".3g")
+
+
+def _spread(r):
+    s = r.spread
+    if s is None:
+        return "-" if not r.samples else "n=1"
+    return f"{s:.0%}" if s >= 0.01 else "<1%"
+
+
 def detail_table(runs, markdown=False):
-    """One row per layer and backend: ms, GFLOP/s, time / best, relative error, notes."""
-    headers = ["layer", "geometry", "backend", "ms", "GFLOP/s", "x best", "rel. error", "note"]
+    """One row per layer and contender: ms, ± spread, GFLOP/s, time / best, error, notes."""
+    headers = ["layer", "geometry", "backend", "ms", "±", "GFLOP/s", "x best", "rel. error",
+               "note"]
     rows = []
     for run in runs:
         best = run.best
         for i, (name, r) in enumerate(run.results.items()):
-            note = r.note or ("best" if name == best else "")
+            note = "; ".join(filter(None, [r.note or ("best" if name == best else ""),
+                                           r.disturbed]))
             if name == "auto":
-                note = f"picks {run.auto_pick}"
+                note = "; ".join(filter(None, [f"picks {run.auto_pick}", r.note,
+                                               run.auto_flag(), r.disturbed]))
             label = f"{run.layer.name} (x{run.layer.repeats})" if i == 0 else ""
-            rows.append([label, run.layer.describe() if i == 0 else "", name,
-                         _fmt(None if r.median is None else r.median * 1e3, ".3g"),
-                         _fmt(run.gflops(name), ".3g"), _fmt(run.relative(name), ".2f"),
-                         _fmt(r.error, ".1e"), note])
+            rows.append([label, run.layer.describe() if i == 0 else "", name, _ms(run, name),
+                         _spread(r), _fmt(run.gflops(name), ".3g"),
+                         _fmt(run.relative(name), ".2f"), _fmt(r.error, ".1e"), note])
     return _table(headers, rows, markdown)
 
 
@@ -50,23 +71,35 @@ def _geomean(values):
     return math.exp(sum(map(math.log, values)) / len(values)) if values else None
 
 
+def _peers(runs):
+    """The peer libraries of the runs, in the order they were asked for."""
+    return list(dict.fromkeys(p for run in runs for p in run.peers))
+
+
+def peer_ratio(run, peer):
+    """A peer's median over ``auto``'s on one layer (above 1: ``auto`` is faster)."""
+    t = run.results[peer].median if peer in run.results else None
+    auto = run.results["auto"].median
+    return t / auto if t and auto else None
+
+
 def summary_table(runs, markdown=False):
-    """Per layer: the best backend, auto's pick, pick / best, auto's time, PyTorch / auto."""
-    use_torch = any(TORCH in run.results for run in runs)
-    headers = ["layer", "best", "best ms", "auto picks", "pick / best", "auto ms"] \
-        + (["torch ms", "torch / auto"] if use_torch else [])
+    """Per layer: best backend, auto's pick, pick / best, auto's time, each peer's / auto's."""
+    peers = _peers(runs)
+    flagged = any(run.auto_flag() for run in runs)
+    headers = ["layer", "best", "best ms", "auto picks", "pick / best", "auto ms", "auto ±"] \
+        + [h for p in peers for h in (f"{p} ms", f"{p} / auto")] + (["check"] if flagged else [])
     rows = []
     for run in runs:
-        auto = run.results["auto"].median
-        row = [run.layer.name, run.best or "-",
-               _fmt(run.results[run.best].median * 1e3 if run.best else None, ".3g"),
+        row = [run.layer.name, run.best or "-", _ms(run, run.best) if run.best else "-",
                run.auto_pick or "-", _fmt(run.relative(run.auto_pick)
                                            if run.auto_pick in run.results else None, ".2f"),
-               _fmt(None if auto is None else auto * 1e3, ".3g")]
-        if use_torch:
-            t = run.results[TORCH].median
-            row += [_fmt(None if t is None else t * 1e3, ".3g"),
-                    _fmt(t / auto if t and auto else None, ".2f")]
+               _ms(run, "auto"), _spread(run.results["auto"])]
+        for p in peers:
+            row += [_ms(run, p) if p in run.results else "-",
+                    _fmt(peer_ratio(run, p), ".2f")]
+        if flagged:
+            row.append(run.auto_flag())
         rows.append(row)
     return _table(headers, rows, markdown)
 
@@ -86,19 +119,34 @@ def summary_lines(runs):
     if full:
         lines.append("network total (each layer x its repeats): " + ", ".join(
             f"{n} {t * 1e3:.4g} ms" for n, t in sorted(full.items(), key=lambda kv: kv[1])))
-    if any(TORCH in run.results for run in runs):
-        ratios = [run.results[TORCH].median / run.results["auto"].median for run in runs
-                  if run.results[TORCH].median and run.results["auto"].median]
-        lines.append(f"geometric mean torch / auto: {_fmt(_geomean(ratios), '.3f')} over "
+    for peer in _peers(runs):
+        ratios = [r for r in (peer_ratio(run, peer) for run in runs) if r]
+        lines.append(f"geometric mean {peer} / auto: {_fmt(_geomean(ratios), '.3f')} over "
                      f"{len(ratios)} layers (above 1: auto is faster)")
+    wide = [f"{run.layer.name} {name}" for run in runs for name in run.results
+            if run.wide(name)]
+    if wide:
+        lines.append(f"spread above {runs[0].target_spread:.0%} after sampling (marked ~): "
+                     f"{len(wide)} of {sum(len(run.results) for run in runs)} timings")
+    disturbed = sum(len(r.timing.disturbed) for run in runs for r in run.results.values())
+    if disturbed:
+        total = disturbed + sum(len(r.samples) for run in runs for r in run.results.values())
+        lines.append(f"samples set aside as disturbed by other processes: {disturbed} of "
+                     f"{total} (taken again)")
+    flags = [run for run in runs if run.auto_flag()]
+    lines.append(f"auto against its own pick: {len(flags)} of {len(runs)} layers beyond the "
+                 "spread" + (": " + "; ".join(f"{run.layer.name}: {run.auto_flag()}"
+                                              for run in flags) if flags else ""))
     return lines
 
 
 def write_csv(path, runs, header):
     """One row per layer and backend, with ``header`` (suite, batch, ...) in every row."""
     fields = ["suite", "batch", "dtype", "reference", "layer", "geometry", "repeats",
-              "backend", "median_s", "min_s", "first_call_s", "samples", "gflops", "x_best",
-              "rel_error", "note", "auto_pick", "auto_reason"]
+              "backend", "median_s", "min_s", "spread", "wide", "first_call_s", "samples",
+              "disturbed",
+              "gflops", "x_best", "rel_error", "note", "auto_pick", "auto_reason",
+              "auto_excess"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -108,12 +156,16 @@ def write_csv(path, runs, header):
                                  "geometry": run.layer.describe(),
                                  "repeats": run.layer.repeats, "backend": name,
                                  "median_s": r.median,
-                                 "min_s": r.timing.min,
+                                 "min_s": r.timing.min, "spread": r.spread,
+                                 "wide": run.wide(name),
                                  "first_call_s": r.first_call,
-                                 "samples": len(r.samples), "gflops": run.gflops(name),
+                                 "samples": len(r.samples),
+                                 "disturbed": len(r.timing.disturbed),
+                                 "gflops": run.gflops(name),
                                  "x_best": run.relative(name), "rel_error": r.error,
                                  "note": r.note, "auto_pick": run.auto_pick,
-                                 "auto_reason": run.auto_reason})
+                                 "auto_reason": run.auto_reason,
+                                 "auto_excess": run.auto_excess})
 
 
 def write_plot(path, runs, title):
