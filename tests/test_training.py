@@ -840,7 +840,9 @@ def test_lenet5_learns_the_digits():
     accuracy = held_out_accuracy(model, x_test, y_test)
     assert accuracy >= 0.97, accuracy
     assert np.mean(losses) < 0.2, losses
-    assert elapsed < 90, elapsed
+    # Loose: other processes on two shared cores stretch it several times; this catches a
+    # model that fell onto a backend of the wrong order (naive takes hours).
+    assert elapsed < 300, elapsed
 
 
 def test_tflearn_cnn_learns_the_digits():
@@ -859,4 +861,4 @@ def test_tflearn_cnn_learns_the_digits():
     assert first > 2.0 and last < first / 4, losses
     accuracy = held_out_accuracy(model, x_test, y_test)
     assert accuracy > 0.9, accuracy
-    assert elapsed < 60, elapsed
+    assert elapsed < 300, elapsed                   # loose, as above
