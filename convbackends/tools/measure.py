@@ -26,7 +26,7 @@ What it takes care of, and what it cannot:
   and which two medians differ beyond their spread.
 - Other processes. On two shared cores another process's test run makes a 2-thread
   contender wait at every barrier for a preempted sibling (PyTorch's ResNet-18 forward
-  went from 60 ms to 950 ms so). A :class:`Sampler` reads how long its process's threads
+  went from 36 ms to 950 ms so). A :class:`Sampler` reads how long its process's threads
   sat runnable but off a CPU that they did not hold themselves, and how long every other
   process ran meanwhile (Linux ``schedstat``, :func:`contention`); given ``max_wait``, :func:`time_calls` sets a
   sample with more than that share of a core taken aside as ``disturbed`` and samples
