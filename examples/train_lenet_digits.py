@@ -5,7 +5,7 @@
 
 Adam from lr 3e-3, annealed on a half cosine over the epochs, each training image moved by
 up to 2 pixels each epoch. With the defaults it reaches about 98-99% test accuracy (a
-quarter of the 1,797 images held out) in twelve epochs of a second or two each on two
+quarter of the 1,797 images held out) in twelve epochs of about a second each on two
 cores; without the shifts (``--shift 0``) LeNet-5 learns the training set by heart within
 ten epochs and stays near 97%.
 """

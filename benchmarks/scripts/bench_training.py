@@ -21,10 +21,9 @@ Parts:
   on ResNet-18's seven distinct 3x3 layers at batch 8 on the same 112x112 input, against
   PyTorch twice: ``torch.nn.grad.conv2d_input`` / ``conv2d_weight``, and the call its
   autograd makes for a convolution, ``aten::convolution_backward`` with the forward's real
-  input and weight and one gradient asked for. ``torch.nn.grad`` calls the same kernel but
-  hands it an expanded one-element tensor for the array it does not need, and oneDNN
-  takes a slower path for that. GFLOP/s counts 2 FLOPs per multiply-add of the forward
-  convolution.
+  input and weight and one gradient asked for. ``torch.nn.grad`` calls the same kernel,
+  handing it an expanded one-element tensor for the array it does not need. GFLOP/s counts
+  2 FLOPs per multiply-add of the forward convolution.
 
 How it is timed: every contender (each of our backends, and PyTorch) runs in a worker
 process of its own, started from this script with the environment this process started
@@ -175,11 +174,9 @@ class TorchSide:
 
     def grad(self, op, data, stride, variant="nn.grad", **_):
         """``torch.nn.grad``'s function, or (``variant="autograd"``) the call autograd makes:
-        ``aten::convolution_backward`` given the forward's real input and weight.
-
-        ``torch.nn.grad`` passes the kernel an expanded one-element tensor in place of the
-        array it does not need, which oneDNN does not take its fast path for (about twice
-        autograd's time here), so both are timed."""
+        ``aten::convolution_backward`` given the forward's real input and weight (where
+        ``torch.nn.grad`` passes an expanded one-element tensor for the array it does not
+        need)."""
         torch = self.torch
         with np.load(data) as arrays:
             x, w, g = (torch.from_numpy(arrays[k]) for k in ("x", "w", "g"))
