@@ -24,6 +24,7 @@ import numpy as np
 from . import dispatch
 from .errors import DTypeError, ShapeError, UnsupportedError
 from .ops import get_op
+from .ops.epilogue import make_epilogue
 from .ops.gradients import fold_padding
 from .spec import check_dtypes, invalid_index_error, padded_spec
 
@@ -125,7 +126,8 @@ def _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device):
     return arrays
 
 
-def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros"):
+def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros",
+          activation=None, residual=None):
     """The one path of every public function: validate, plan, run, shape the results."""
     entry = get_op(op)
     device = any(is_device_array(a) for a in operands)
@@ -141,10 +143,14 @@ def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros"):
     _check_out(func, out, result_shape[1:] if unbatch else result_shape, dtype)
     if op == "max_unpool":
         _check_indices(arrays[1], spec)
+    epilogue = make_epilogue(func, activation, residual, result_shape, dtype, batched)
+    if epilogue is not None and device:
+        raise UnsupportedError(f"{func}: activation= and residual= are not supported on "
+                               f"device arrays")
     arrays = _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device)
     plan = dispatch.plan_call(op, inner, backend, device=device)
     full_out = None if out is None else (out[None] if unbatch else out)
-    results = plan.run(arrays, out=full_out if plan.writes_out else None)
+    results = plan.run(arrays, out=full_out if plan.writes_out else None, epilogue=epilogue)
     if len(entry.results) == 1:
         results = (results,)
     if op == "conv_input_grad" and inner is not spec:   # the padded input's gradient
@@ -176,7 +182,7 @@ def _conv_params(stride, padding, dilation, groups, output_padding=0):
 
 @_torch_keywords
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", backend=None, *, out=None):
+         padding_mode="zeros", backend=None, *, out=None, activation=None, residual=None):
     """N-D convolution (cross-correlation), as ``torch.nn.functional.conv{1,2,3}d``.
 
     The number of spatial dims is ``weight.ndim - 2``.
@@ -195,6 +201,12 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         Default: the current default (see :func:`convbackends.set_backend`), else "auto".
     out : ndarray, optional
         C-contiguous array of the output's shape and dtype that receives the result.
+    residual : array_like, optional
+        Added to the output (its shape and dtype) before ``activation``: ResNet's shortcut.
+    activation : {None, "relu", "tanh"}, optional
+        Applied last: ``y = activation(conv(x, weight, bias) + residual)``, in the output's
+        own memory and, on backends that fuse it (im2col, winograd), while each block of
+        the output is still in cache. NaN stays NaN through ``relu``, as in PyTorch.
 
     Returns
     -------
@@ -202,16 +214,18 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     dtype; a Numba device array for device input on the CUDA backend.
     """
     return _call("conv", "conv", None, (x, weight, bias),
-                 _conv_params(stride, padding, dilation, groups), backend, out, padding_mode)
+                 _conv_params(stride, padding, dilation, groups), backend, out, padding_mode,
+                 activation, residual)
 
 
 def _conv_nd(nd):
     @_torch_keywords
     def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", backend=None, *, out=None):
+                padding_mode="zeros", backend=None, *, out=None, activation=None,
+                residual=None):
         return _call("conv", f"conv{nd}d", nd, (x, weight, bias),
                      _conv_params(stride, padding, dilation, groups), backend, out,
-                     padding_mode)
+                     padding_mode, activation, residual)
     conv_nd.__name__ = conv_nd.__qualname__ = f"conv{nd}d"
     conv_nd.__doc__ = (f"{nd}-D convolution, as ``torch.nn.functional.conv{nd}d``; see "
                        f":func:`conv`.")

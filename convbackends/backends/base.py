@@ -9,6 +9,8 @@ through the table's lowerings. Subclassing :class:`Backend` is optional; it supp
 defaults below.
 """
 
+import numpy as np
+
 from ..ops import OP_NAMES as OPS
 
 
@@ -25,6 +27,10 @@ class Backend:
         Whether ops take arrays with ``__cuda_array_interface__`` (only the CUDA backend).
     writes_out : bool
         Whether ops take a keyword ``out=`` and write the result into it.
+    fuses_epilogue : bool
+        Whether its ``conv`` kernel takes a keyword ``epilogue=``
+        (:class:`convbackends.ops.epilogue.Epilogue`: a residual add, then an activation)
+        and applies it itself; dispatch applies it after any other kernel.
     exact_nonfinite : bool
         Whether its ``conv`` and ``conv_transpose`` kernels give NaN and Inf exactly where
         the direct formula does (docs/api.md §1.8). Dispatch guards a kernel that says
@@ -35,6 +41,7 @@ class Backend:
     limits = ""
     accepts_device_arrays = False
     writes_out = False
+    fuses_epilogue = False
     exact_nonfinite = True
 
     def magnitude_growth(self, op, spec):
@@ -64,3 +71,15 @@ class Backend:
 
     def __repr__(self):
         return f"<convbackends backend {self.name!r}>"
+
+
+def is_immutable(array):
+    """Whether ``array``'s memory can never change: it is read-only and its chain of bases
+    ends in a ``bytes`` object (NumPy refuses to make such an array writeable). Prepacked
+    weights (:func:`convbackends.nn.fuse`) are made so, and a cache keyed on one may skip
+    comparing its bytes."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return isinstance(array, bytes)

@@ -74,6 +74,7 @@ class Im2colBackend(Backend):
     name = "im2col"
     limits = "convolution and transposed convolution only; workspace N*C*prod(k)*prod(out)"
     writes_out = True
+    fuses_epilogue = True
 
     def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT):
         self.workspace_limit = workspace_limit
@@ -138,13 +139,23 @@ class Im2colBackend(Backend):
                 "gemm": "per group, batch in columns" if small else "per group and sample",
                 "unfold": "threaded copies, no padded copy"}
 
-    def conv(self, x, weight, bias, spec, out=None):
+    def conv(self, x, weight, bias, spec, out=None, epilogue=None):
         # NaN and Inf follow IEEE arithmetic through the GEMM (padding is zeroed columns, so
         # 0 * Inf is NaN there, as directly); they are results, not errors to warn about.
         with np.errstate(invalid="ignore", over="ignore"):
-            return self._conv(x, weight, bias, spec, out)
+            return self._conv(x, weight, bias, spec, out, epilogue)
 
-    def _conv(self, x, weight, bias, spec, out):
+    @staticmethod
+    def _finish(y, bias, epilogue, n0, n1):
+        """Bias and epilogue on samples ``n0:n1`` of the output, right after their GEMMs,
+        while that block is still in cache."""
+        block = y[n0:n1]
+        if bias is not None:
+            block += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+        if epilogue is not None:
+            epilogue.apply(block, n0, n1)
+
+    def _conv(self, x, weight, bias, spec, out, epilogue=None):
         y = np.empty(spec.output_shape, spec.dtype) if out is None else out
         N, K, g = spec.batch, spec.out_channels, spec.groups
         Cg, Kg = spec.in_channels // g, K // g
@@ -156,8 +167,9 @@ class Im2colBackend(Backend):
             x3 = np.ascontiguousarray(x).reshape(N, spec.in_channels, P)
             for gi in range(g):
                 np.matmul(w[gi], x3[:, gi * Cg:(gi + 1) * Cg], out=y3[:, gi * Kg:(gi + 1) * Kg])
+            self._finish(y, bias, epilogue, 0, N)
         elif P < SMALL_OUTPUT:
-            self._conv_batch_gemm(x, w, y3, spec)
+            self._conv_batch_gemm(x, w, y, spec, bias, epilogue)
         else:
             chunk = self._chunk("conv", spec)
             cols = np.empty((chunk, spec.in_channels, R) + spec.output_spatial, spec.dtype)
@@ -168,11 +180,10 @@ class Im2colBackend(Backend):
                 c = c.reshape(n1 - n0, g, Cg * R, P)
                 for gi in range(g):
                     np.matmul(w[gi], c[:, gi], out=y3[n0:n1, gi * Kg:(gi + 1) * Kg])
-        if bias is not None:
-            y3 += bias.reshape(1, K, 1)
+                self._finish(y, bias, epilogue, n0, n1)
         return y
 
-    def _conv_batch_gemm(self, x, w, y3, spec):
+    def _conv_batch_gemm(self, x, w, y, spec, bias, epilogue):
         """Small outputs: one GEMM ``(K/g, C/g*R) @ (C/g*R, n*P)`` per group and chunk.
 
         A per-sample GEMM with a few dozen columns runs far below BLAS's peak; putting the
@@ -181,6 +192,7 @@ class Im2colBackend(Backend):
         N, g = spec.batch, spec.groups
         Kg, CgR = w.shape[1], w.shape[2]
         R, P = math.prod(spec.kernel), math.prod(spec.output_spatial)
+        y3 = y.reshape(N, spec.out_channels, P)
         chunk = self._chunk("conv", spec)
         cols = np.empty((spec.in_channels, R, chunk) + spec.output_spatial, spec.dtype)
         for n0 in range(0, N, chunk):
@@ -191,6 +203,7 @@ class Im2colBackend(Backend):
             for gi in range(g):
                 block = (w[gi] @ c[gi]).reshape(Kg, n1 - n0, P)
                 y3[n0:n1, gi * Kg:(gi + 1) * Kg] = block.transpose(1, 0, 2)
+            self._finish(y, bias, epilogue, n0, n1)
 
     def conv_transpose(self, x, weight, bias, spec, out=None):
         # The GEMM multiplies real inputs only, col2im adds: the scatter's own NaN and Inf.

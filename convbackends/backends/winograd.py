@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from ._chunks import tile_chunks
-from .base import Backend
+from .base import Backend, is_immutable
 
 # Interpolation points in the order they are taken: small magnitudes first and reciprocal
 # pairs (±2, ±1/2) next to each other keep the entries of A, B and G balanced, which is what
@@ -203,13 +203,16 @@ def _input_transform(x, bt_h, bt_w, m_h, m_w, pad_top, pad_left, n0, ty0, rows, 
 
 
 @nb.njit(cache=True, parallel=True, fastmath={"contract"})
-def _output_transform(mm, at_h, at_w, bias, n0, ty0, rows, y):
+def _output_transform(mm, at_h, at_w, bias, n0, ty0, rows, y, residual, relu):
     """``y[n, k, tile] = (Aᵀ M A)[k] + bias[k]`` for the tiles of ``mm[i*a_w + j, tile, k]``
-    (samples ``n0...``, tile rows ``ty0 : ty0 + rows``), cropped to ``y``'s size.
+    (samples ``n0...``, tile rows ``ty0 : ty0 + rows``), cropped to ``y``'s size; then, as
+    the tile is written, ``+ residual`` (when it is not empty) and ``relu``.
 
     The transforms run over contiguous output channels; each finished tile is written
     straight into ``y``'s channels-first layout.
     """
+    add = residual.size > 0
+    zero = np.zeros(1, dtype=y.dtype)[0]
     _, K, OH, OW = y.shape
     m_h, a_h = at_h.shape
     m_w, a_w = at_w.shape
@@ -243,7 +246,12 @@ def _output_transform(mm, at_h, at_w, bias, n0, ty0, rows, y):
             for k in range(K):
                 for q in range(q_end):
                     for p in range(p_end):
-                        y[n, k, ty * m_h + q, tx * m_w + p] = r[q, p, k]
+                        v = r[q, p, k]
+                        if add:
+                            v += residual[n, k, ty * m_h + q, tx * m_w + p]
+                        if relu and v < 0:    # NaN is not < 0: it stays NaN
+                            v = zero
+                        y[n, k, ty * m_h + q, tx * m_w + p] = v
 
 
 class _FilterCache:
@@ -252,7 +260,9 @@ class _FilterCache:
     An entry is found by ``id(weight)`` and trusted only if a weak reference to that very
     array is still alive (a new array at a recycled address fails this) and its bytes equal
     the copy saved with the entry (an in-place change fails this). Comparing bytes costs one
-    pass over the weight, far less than the transform. Entries of weights that died are
+    pass over the weight, far less than the transform; an immutable weight
+    (:func:`~convbackends.backends.base.is_immutable`: a prepacked one) needs neither the copy
+    nor the comparison. Entries of weights that died are
     dropped; beyond ``max_bytes`` the least recently used go first.
     """
 
@@ -284,14 +294,15 @@ class _FilterCache:
             entry = self._entries.get(full_key)
             if entry is not None:
                 ref, saved, value = entry
-                if ref() is weight and np.array_equal(self._bits(weight), self._bits(saved)):
+                if ref() is weight and (saved is None or np.array_equal(
+                        self._bits(weight), self._bits(saved))):
                     self._entries.move_to_end(full_key)
                     self.hits += 1
                     return value
                 del self._entries[full_key]
             self.misses += 1
         value = compute(weight)
-        saved = np.array(weight, copy=True)
+        saved = None if is_immutable(weight) else np.array(weight, copy=True)
         ref = weakref.ref(weight, lambda r, k=full_key: self._dead.append((k, r)))
         with self._lock:
             self._entries[full_key] = (ref, saved, value)
@@ -299,10 +310,12 @@ class _FilterCache:
         return value
 
     def _evict(self):
-        used = sum(s.nbytes + v.nbytes for _, s, v in self._entries.values())
+        def size(saved, value):
+            return value.nbytes + (0 if saved is None else saved.nbytes)
+        used = sum(size(s, v) for _, s, v in self._entries.values())
         while used > self.max_bytes and len(self._entries) > 1:
             _, (_, s, v) = self._entries.popitem(last=False)
-            used -= s.nbytes + v.nbytes
+            used -= size(s, v)
 
     def clear(self):
         with self._lock:
@@ -331,6 +344,7 @@ class WinogradBackend(Backend):
     limits = ("convolution only; stride 1, dilation 1, kernel sizes 1-7 per dim; "
               "error grows with the tile size (docs/accuracy.md)")
     writes_out = True
+    fuses_epilogue = True
     # A NaN or Inf spreads over its tile through the transforms, and padded zeros meet
     # every weight: dispatch guards the kernel (convbackends.ops.nonfinite).
     exact_nonfinite = False
@@ -425,19 +439,28 @@ class WinogradBackend(Backend):
             return np.ascontiguousarray(u.swapaxes(-1, -2))
         return self.filter_cache.get(weight, (ms, spec.kernel, spec.groups), compute)
 
-    def conv(self, x, weight, bias, spec, out=None):
+    def conv(self, x, weight, bias, spec, out=None, epilogue=None):
         y = np.empty(spec.output_shape, spec.dtype) if out is None else out
         bias = np.zeros(spec.out_channels, spec.dtype) if bias is None else \
             np.ascontiguousarray(bias)
         if spec.ndim == 3:
             self._conv_nd(np.ascontiguousarray(x), weight, bias, spec, y)
-        else:
-            plane = _planar(spec)
-            self._conv_planar(np.ascontiguousarray(x).reshape(plane.input_shape), weight,
-                              bias, plane, y.reshape(plane.output_shape))
+            return y if epilogue is None else epilogue.apply(y)
+        plane = _planar(spec)
+        residual, relu = np.empty((0, 0, 0, 0), spec.dtype), False
+        if epilogue is not None and epilogue.activation not in (None, "relu"):
+            y = self.conv(x, weight, bias, spec, out)     # an activation the tiles lack
+            return epilogue.apply(y)
+        if epilogue is not None:
+            relu = epilogue.activation == "relu"
+            if epilogue.residual is not None:
+                residual = np.ascontiguousarray(epilogue.residual, spec.dtype).reshape(
+                    plane.output_shape)
+        self._conv_planar(np.ascontiguousarray(x).reshape(plane.input_shape), weight,
+                          bias, plane, y.reshape(plane.output_shape), residual, relu)
         return y
 
-    def _conv_planar(self, x, weight, bias, spec, y):
+    def _conv_planar(self, x, weight, bias, spec, y, residual, relu):
         """2-D (or 1-D seen as 2-D) through the fused Numba transforms, channels last."""
         ms, alphas, counts = self._geometry(spec)
         u = self._filter_transform(weight, spec, ms)
@@ -457,7 +480,8 @@ class WinogradBackend(Backend):
             # One GEMM (tiles, C/g) @ (C/g, K/g) per frequency and group.
             np.matmul(v.reshape(a, tiles, g, C // g).transpose(0, 2, 1, 3), u,
                       out=mm.reshape(a, tiles, g, K // g).transpose(0, 2, 1, 3))
-            _output_transform(mm, at_h, at_w, bias, ns.start, rs.start, rs.stop - rs.start, y)
+            _output_transform(mm, at_h, at_w, bias, ns.start, rs.start, rs.stop - rs.start, y,
+                              residual, relu)
 
     def _conv_nd(self, x, weight, bias, spec, y):
         """Any dimensionality through NumPy products (serves 3-D)."""

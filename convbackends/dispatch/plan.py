@@ -37,22 +37,29 @@ class Plan:
     lowering: object = None
     inner: "Plan" = None
 
-    def run(self, operands, out=None, guard=True):
+    def run(self, operands, out=None, guard=True, epilogue=None):
         """The op's results for ``operands``; ``out`` reaches kernels that write into it.
 
         With ``guard`` (the default), a node that :attr:`guarded` says needs it runs through
         :func:`convbackends.ops.nonfinite.run_guarded`, which runs the node and everything
-        below it with ``guard=False``.
+        below it with ``guard=False``. An ``epilogue`` (:mod:`convbackends.ops.epilogue`)
+        goes into a kernel whose backend ``fuses_epilogue``; otherwise it is applied here, in
+        place, to the finished result.
         """
         if guard and self.guarded:
-            return nonfinite.run_guarded(self, operands, out)
+            return nonfinite.run_guarded(self, operands, out, epilogue)
         if self.lowering is not None:
-            return self.lowering.run(lambda *ops: self.inner.run(ops, guard=guard), operands,
-                                     self.spec, self.inner.spec)
+            y = self.lowering.run(lambda *ops: self.inner.run(ops, guard=guard), operands,
+                                  self.spec, self.inner.spec)
+            return y if epilogue is None else epilogue.apply(y)
         method = getattr(self.backend, self.op)
+        kwargs = {}
         if out is not None and getattr(self.backend, "writes_out", False):
-            return method(*operands, self.spec, out=out)
-        return method(*operands, self.spec)
+            kwargs["out"] = out
+        if epilogue is not None and getattr(self.backend, "fuses_epilogue", False):
+            kwargs["epilogue"], epilogue = epilogue, None
+        y = method(*operands, self.spec, **kwargs)
+        return y if epilogue is None else epilogue.apply(y)
 
     @property
     def guarded(self):

@@ -23,13 +23,15 @@ parameters.
 
 One module per kind: :mod:`.module` (the :class:`Module` base), :mod:`.conv`,
 :mod:`.pooling`, :mod:`.norm`, :mod:`.activation`, :mod:`.linear`, :mod:`.flatten`,
-:mod:`.container` and :mod:`.loss`.
+:mod:`.container`, :mod:`.loss` and :mod:`.fuse` (inference fusion: :func:`fuse`, or
+``model.fuse()``).
 """
 
-from .activation import Dropout, ReLU, Tanh
+from .activation import Dropout, Identity, ReLU, Tanh
 from .container import BasicBlock, Sequential
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .flatten import Flatten
+from .fuse import FusedBasicBlock, FusedConv, fuse
 from .linear import Linear
 from .loss import CrossEntropyLoss, MSELoss
 from .module import Module
@@ -45,4 +47,5 @@ __all__ = ["Module", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTrans
            "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
            "AdaptiveMaxPool3d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "LocalResponseNorm", "ReLU", "Tanh", "Linear",
-           "Dropout", "Flatten", "Sequential", "BasicBlock", "CrossEntropyLoss", "MSELoss"]
+           "Dropout", "Identity", "Flatten", "Sequential", "BasicBlock", "CrossEntropyLoss",
+           "MSELoss", "fuse", "FusedConv", "FusedBasicBlock"]

@@ -1,11 +1,12 @@
-"""Element-wise layers, as ``torch.nn``'s: ReLU, Tanh and Dropout (NumPy expressions)."""
+"""Element-wise layers, as ``torch.nn``'s: ReLU, Tanh, Dropout and Identity (NumPy
+expressions)."""
 
 import numpy as np
 
 from ..errors import ShapeError
 from .module import _Elementwise, _non_defaults
 
-__all__ = ["ReLU", "Tanh", "Dropout"]
+__all__ = ["ReLU", "Tanh", "Dropout", "Identity"]
 
 
 class ReLU(_Elementwise):
@@ -18,7 +19,8 @@ class ReLU(_Elementwise):
 
     def forward(self, x):
         y = np.maximum(x, 0)
-        self._keep(y, ~(y <= 0))    # NaN passes its gradient on, as in PyTorch
+        if self.training:
+            self._keep(y, ~(y <= 0))    # NaN passes its gradient on, as in PyTorch
         return y
 
     def _backward(self, grad_output):
@@ -90,3 +92,19 @@ class Dropout(_Elementwise):
 
     def extra_repr(self):
         return _non_defaults(self, (("p", 0.5), ("inplace", False))).lstrip(", ")
+
+
+class Identity(_Elementwise):
+    """The input itself, as ``torch.nn.Identity`` (constructor arguments are ignored); what
+    :func:`convbackends.nn.fuse` leaves where a folded BatchNorm or ReLU was."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        self._keep(x)
+        return x
+
+    def _backward(self, grad_output):
+        grad, _ = self._take(grad_output)
+        return grad

@@ -333,19 +333,31 @@ def _compute(plan, operands, out, magnitudes):
     return plan.run(operands, out, guard=False)
 
 
-def run_guarded(plan, operands, out=None):
+def run_guarded(plan, operands, out=None, epilogue=None):
     """Run ``plan`` (op ``conv`` or ``conv_transpose``, operands ``(x, weight, bias)``) with
-    the direct formula's NaN and Inf and without float32 overflow (see the module text).
+    the direct formula's NaN and Inf and without float32 overflow (see the module text),
+    then its ``epilogue`` (:mod:`.epilogue`), if any.
 
-    Finite operands within the bound run the raw plan unchanged.
+    Finite operands within the bound run the raw plan unchanged, the epilogue with it.
     """
     x, weight, bias = operands
     if not all(a is None or isinstance(a, np.ndarray) for a in operands):
-        return plan.run(operands, out, guard=False)
+        return plan.run(operands, out, guard=False, epilogue=epilogue)
     magnitudes = (magnitude(x), magnitude(weight), magnitude(bias))
+    if all(math.isfinite(m) for m in magnitudes) and not _overflows(plan, magnitudes):
+        return plan.run(operands, out, guard=False, epilogue=epilogue)
+    y = _run_guarded_slow(plan, operands, out, magnitudes)
+    if epilogue is None:
+        return y
+    if not y.flags.writeable:
+        y = y.copy()
+    return epilogue.apply(y)
+
+
+def _run_guarded_slow(plan, operands, out, magnitudes):
+    """Non-finite operands, or finite ones that could overflow float32."""
+    x, weight, bias = operands
     if all(math.isfinite(m) for m in magnitudes):
-        if not _overflows(plan, magnitudes):
-            return plan.run(operands, out, guard=False)
         with np.errstate(over="ignore", invalid="ignore"):
             return _compute(plan, operands, out, magnitudes)
     with np.errstate(over="ignore", invalid="ignore"):
