@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from . import dispatch
+from .dispatch.autotune import autotune_enabled
 from .errors import DTypeError, ShapeError, UnsupportedError
 from .ops import get_op
 from .ops.epilogue import make_epilogue
@@ -126,17 +127,64 @@ def _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device):
     return arrays
 
 
+# (op, function, operand shapes and dtypes, parameters, backend, defaults) -> what
+# validating and planning that call gave, so a repeated call (a layer in a loop, a model
+# over many batches) skips both; contents-dependent checks still run on every call.
+_PLANS = {}
+_PLANS_MAX = 1024
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def _plan_key(op, func, nd, arrays, params, backend, padding_mode, device):
+    if device or autotune_enabled():
+        return None    # device plans depend on the arrays; autotuned choices change
+    key = (op, func, nd,
+           tuple(None if a is None else (a.shape, a.dtype.str) for a in arrays),
+           tuple((k, _hashable(v)) for k, v in params.items()), backend, padding_mode,
+           dispatch.current_backend(), dispatch.registry_state())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _validated(op, func, nd, entry, arrays, params, padding_mode):
+    """``(dtype, spec, batched, inner)``: the call's arguments checked into its spec."""
+    dtype = _check_dtypes(func, entry, arrays)
+    _check_weight_rank(func, nd, op, arrays)
+    shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
+    spec, batched = entry.build_spec(func, nd, shapes, dtype, **params)
+    inner = padded_spec(spec, padding_mode) if op in _PADDING_MODE_OPS else spec
+    return dtype, spec, batched, inner
+
+
+def _remember(key, found):
+    if key is not None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = found
+
+
 def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros",
           activation=None, residual=None):
     """The one path of every public function: validate, plan, run, shape the results."""
     entry = get_op(op)
     device = any(is_device_array(a) for a in operands)
     arrays = [_as_array(a, device) for a in operands]
-    dtype = _check_dtypes(func, entry, arrays)
-    _check_weight_rank(func, nd, op, arrays)
-    shapes = tuple(None if a is None else tuple(a.shape) for a in arrays)
-    spec, batched = entry.build_spec(func, nd, shapes, dtype, **params)
-    inner = padded_spec(spec, padding_mode) if op in _PADDING_MODE_OPS else spec
+    key = _plan_key(op, func, nd, arrays, params, backend, padding_mode, device)
+    found = None if key is None else _PLANS.get(key)
+    if found is None:
+        dtype, spec, batched, inner = _validated(op, func, nd, entry, arrays, params,
+                                                 padding_mode)
+        plan = None
+    else:
+        dtype, spec, batched, inner, plan = found
     per_sample = entry.results[0] in _PER_SAMPLE_RESULTS
     unbatch = not batched and per_sample
     result_shape = entry.result_shape(spec)
@@ -148,7 +196,9 @@ def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros",
         raise UnsupportedError(f"{func}: activation= and residual= are not supported on "
                                f"device arrays")
     arrays = _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device)
-    plan = dispatch.plan_call(op, inner, backend, device=device)
+    if plan is None:     # every argument is checked before a backend is chosen
+        plan = dispatch.plan_call(op, inner, backend, device=device)
+        _remember(key, (dtype, spec, batched, inner, plan))
     full_out = None if out is None else (out[None] if unbatch else out)
     results = plan.run(arrays, out=full_out if plan.writes_out else None, epilogue=epilogue)
     if len(entry.results) == 1:

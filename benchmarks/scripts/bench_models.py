@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(INPUTS), required=True)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--fused", action="store_true",
+                   help="also time each backend's fused model (model.fuse())")
     p.add_argument("--backends", default=None,
                    help="comma-separated; default: every available backend and auto "
                         "(naive only on lenet5 unless named: minutes per forward elsewhere)")
@@ -184,7 +186,17 @@ def measure(args):
                 outputs[name] = ours(x)
             return Sampler(run, min_time=args.min_time, watch=True)
 
+        def fused_forward(name):
+            ours.backend = name
+            fused = ours.fuse()
+
+            def run():
+                outputs[f"{name} fused"] = fused(x)
+            return Sampler(run, min_time=args.min_time, watch=True)
+
         samplers.update({n: forward(n) for n in names})
+        if args.fused:
+            samplers.update({f"{n} fused": fused_forward(n) for n in names})
         timings = time_calls(samplers, repeat=args.repeat, settle=args.settle,
                              warmup_limit=args.slow, budget=args.budget,
                              target_spread=args.spread,

@@ -12,9 +12,9 @@ from .explain import BackendReport, Explanation, explain
 from .plan import Plan, plan_call, resolve, supporters
 from .precedence import ENV_VAR, current_backend, set_backend, set_global_backend
 from .registry import (ENTRY_POINT_GROUP, available_backends, backend_from_arg, backends,
-                       get_backend, plugin_report, register_backend)
+                       get_backend, plugin_report, register_backend, registry_state)
 
 __all__ = ["backends", "available_backends", "get_backend", "register_backend",
            "plugin_report", "set_backend", "set_global_backend", "current_backend", "resolve",
            "plan_call", "Plan", "supporters", "explain", "Explanation", "BackendReport",
-           "backend_from_arg", "ENV_VAR", "ENTRY_POINT_GROUP"]
+           "backend_from_arg", "registry_state", "ENV_VAR", "ENTRY_POINT_GROUP"]

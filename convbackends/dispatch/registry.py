@@ -15,7 +15,7 @@ from ..ops import OP_NAMES
 from .policy import AutoPolicy
 
 __all__ = ["backends", "available_backends", "get_backend", "register_backend",
-           "backend_from_arg", "plugin_report", "ENTRY_POINT_GROUP"]
+           "backend_from_arg", "plugin_report", "registry_state", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "convbackends.backends"
 
@@ -123,6 +123,12 @@ def get_backend(name):
         _registry[name] = (AutoPolicy(backends, get_backend) if name == "auto"
                            else _load_builtin(name))
     return _registry[name]
+
+
+def registry_state():
+    """A value that changes whenever a backend is registered, loaded or replaced: what a
+    cache of plans keys on."""
+    return (_entry_points_loaded,) + tuple(map(id, _registry.values()))
 
 
 def available_backends():

@@ -31,6 +31,7 @@ code on disk for later processes.
 """
 
 import contextlib
+import functools
 import math
 
 import numba
@@ -113,6 +114,7 @@ def _depthwise(spec):
     return spec.groups == spec.in_channels and spec.groups > 1
 
 
+@functools.lru_cache(maxsize=256)      # specs are frozen; the offsets are only read
 def _phase_geometry(spec, images):
     """Shape ``(padded depth, phase rows, phase pitch)`` of one channel's phase planes, and
     the flat offsets of the kernel rows and columns in them when the rows of ``images``
