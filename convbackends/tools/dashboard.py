@@ -5,8 +5,8 @@ shows only "Can not determine continental origin of swallow". :func:`publish` ru
 ``asv publish``, then :func:`vendor` finds every external ``<script src>`` and ``<link
 href>`` in the published HTML, takes the same package at the same version from the npm
 registry (``https://registry.npmjs.org/<package>/-/<name>-<version>.tgz``), unpacks the
-file with the folder it sits in (bootstrap's CSS needs its fonts) into ``vendor/`` of the
-published directory, and points the page at it. The project ships none of that code: it is
+file with the package's top folder it sits in (``dist/``: bootstrap's CSS needs
+``dist/fonts``) into ``vendor/`` of the published directory, and points the page at it. The project ships none of that code: it is
 fetched at publish time, into the published directory only. With ``cache_dir`` the tarballs
 are kept and looked up there first, so a machine without internet can publish from a
 cache filled elsewhere.
@@ -134,18 +134,18 @@ def _release(package, version, cache_dir):
 
 
 def _unpack(data, candidates, dest):
-    """Unpack the first of ``candidates`` in the tarball with the rest of its folder into
-    ``dest``; returns its path relative to ``dest``."""
+    """Unpack the first of ``candidates`` in the tarball, with the rest of the package's top
+    folder it sits in (only the file when it sits at the top), into ``dest``; returns its
+    path relative to ``dest``."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         files = {PurePosixPath(m.name).relative_to("package").as_posix(): m
                  for m in tar.getmembers() if m.isfile() and m.name.startswith("package/")}
         path = next((c for c in candidates if c in files), None)
         if path is None:
             raise DashboardError(f"none of {', '.join(candidates)} is in the package")
-        folder = PurePosixPath(path).parent
+        top = PurePosixPath(path).parts[0] if "/" in path else None
         for name, member in files.items():
-            inside = folder.as_posix() == "." and name == path or (
-                folder.as_posix() != "." and PurePosixPath(name).is_relative_to(folder))
+            inside = PurePosixPath(name).parts[0] == top if top else name == path
             if not inside or ".." in PurePosixPath(name).parts:
                 continue
             target = dest / name

@@ -14,7 +14,7 @@ import csv
 import math
 
 __all__ = ["detail_table", "summary_table", "summary_lines", "peer_ratio", "write_csv",
-           "write_plot"]
+           "plot_figure", "write_plot"]
 
 
 def _fmt(value, spec):
@@ -169,6 +169,14 @@ def write_csv(path, runs, header):
 
 
 def write_plot(path, runs, title):
+    """:func:`plot_figure` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+    fig = plot_figure(runs, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_figure(runs, title):
     """Grouped bars per layer and contender (needs matplotlib): GFLOP/s on a log axis above,
     speed relative to the layer's fastest convbackends backend below.
 
@@ -212,5 +220,4 @@ def write_plot(path, runs, title):
     bottom.set_xticklabels([run.layer.name.split(".", 1)[-1] for run in runs], rotation=45,
                            ha="right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
