@@ -6,8 +6,9 @@ shows only "Can not determine continental origin of swallow". :func:`publish` ru
 href>`` in the published HTML, takes the same package at the same version from the npm
 registry (``https://registry.npmjs.org/<package>/-/<name>-<version>.tgz``), unpacks the
 file with the package's top folder it sits in (``dist/``: bootstrap's CSS needs
-``dist/fonts``) into ``vendor/`` of the published directory, and points the page at it. The project ships none of that code: it is
-fetched at publish time, into the published directory only. With ``cache_dir`` the tarballs
+``dist/fonts``) into ``vendor/`` of the published directory, and points the page at it.
+The project ships none of that code: it is fetched at publish time, into the published
+directory only. With ``cache_dir`` the tarballs
 are kept and looked up there first, so a machine without internet can publish from a
 cache filled elsewhere.
 
