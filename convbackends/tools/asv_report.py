@@ -187,11 +187,15 @@ def _table(headers, rows):
 
 
 def _log_ticks(lo, hi):
-    """Tick values for a log axis from ``lo`` to ``hi``: decades, or 1-2-5 in a short range."""
+    """Tick values for a log axis from ``lo`` to ``hi``: decades, 1-2-5, or every digit,
+    the first of those that gives at least three ticks."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    steps = (1, 2, 5) if last - first <= 2 else (1,)
-    ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in steps]
-    return [t for t in ticks if lo / 1.0001 <= t <= hi * 1.0001] or [lo, hi]
+    for steps in ((1,), (1, 2, 5), range(1, 10)):
+        ticks = [t for t in (m * 10.0 ** e for e in range(first, last + 1) for m in steps)
+                 if lo / 1.0001 <= t <= hi * 1.0001]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks or [lo, hi]
 
 
 def svg_chart(title, series, labels, unit, colors, width=560, height=230):

@@ -8,9 +8,8 @@ registry (``https://registry.npmjs.org/<package>/-/<name>-<version>.tgz``), unpa
 file with the package's top folder it sits in (``dist/``: bootstrap's CSS needs
 ``dist/fonts``) into ``vendor/`` of the published directory, and points the page at it.
 The project ships none of that code: it is fetched at publish time, into the published
-directory only. With ``cache_dir`` the tarballs
-are kept and looked up there first, so a machine without internet can publish from a
-cache filled elsewhere.
+directory only. With ``cache_dir`` the tarballs are kept and looked up there first, so a
+machine without internet can publish from a cache filled elsewhere.
 
 A vendored file is compared with the page's ``integrity`` hash: most are the CDN's file
 byte for byte; where a CDN serves its own minified build (cdnjs minifies flot 0.8.3, which
