@@ -7,7 +7,7 @@ from convbackends.spec import pool_spec
 from convbackends.tools import reference
 from convbackends.tools.measure import relative_error
 
-from .common import BATCH, check_runnable
+from .common import BATCH, check_runnable, chosen, grid
 
 # name: (op, input shape without batch, kernel, stride, padding, extra keywords)
 POOLS = {
@@ -20,7 +20,7 @@ POOLS = {
 class PoolLayer:
     """2-D max and average pooling at batch 2, float32."""
 
-    params = (["naive", "numba", "auto"], list(POOLS))
+    params = (chosen(["naive", "numba", "auto"]), grid(POOLS, ["resnet18.maxpool"]))
     param_names = ["backend", "layer"]
     timeout = 120
 

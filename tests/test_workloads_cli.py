@@ -482,9 +482,11 @@ def test_info_reports_backends_threads_and_blas(capsys):
     assert out.startswith(f"convbackends {cb.__version__}")
     for name in cb.backends():
         assert f"  {name} " in out
-    assert "limits: convolution and transposed convolution only" in out     # im2col's line
-    assert "numba" in out and "threads" in out and "BLAS" in out
+    assert "limits:" not in out and len(out.splitlines()) <= 18
+    assert "numba" in out and "threads" in out and "BLAS: " in out
     assert "autotune: " in out and "plug-ins: " in out
+    code, out, _ = run_cli(capsys, "info", "--limits")
+    assert "limits: convolution and transposed convolution only" in out     # im2col's line
 
 
 @pytest.mark.parametrize("argv, listed", [
@@ -525,6 +527,24 @@ def test_compare_markdown_and_plot(capsys, tmp_path):
     assert code == 0
     assert "| layer | best | best ms | auto picks | pick / best | auto ms |" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_puts_gflops_on_a_log_axis_and_speed_relative_to_the_fastest():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    layers = workloads.suite("lenet5", 1)[:2]
+    runs = [compare.run_layer(layer, ["im2col", "numba", "auto"], repeat=1, max_repeat=1)
+            for layer in layers]
+    fig = report.plot_figure(runs, "lenet5")
+    gflops, speed = fig.axes
+    assert gflops.get_yscale() == "log" and speed.get_yscale() == "linear"
+    heights = [p.get_height() for p in speed.patches]
+    assert len(heights) == 6 and max(heights) >= 1.0 and min(heights) > 0
+    for run in runs:                 # the fastest backend's bar is exactly 1
+        assert any(abs(h - 1.0) < 1e-12 for h in heights)
+        assert run.best in ("im2col", "numba")
+    assert [t.get_text() for t in speed.get_xticklabels()] == ["c1", "c3"]
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("peer_name, modules", [("torch", ["torch"]),

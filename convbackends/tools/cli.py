@@ -1,7 +1,8 @@
-"""The ``convbackends`` command: ``info`` and ``compare``.
+"""The ``convbackends`` command: ``info``, ``compare``, ``report`` and ``dashboard``.
 
 ``convbackends info`` prints what :func:`convbackends.tools.info.report` finds: the version,
-the backends and their limits, threads, BLAS and the environment variables that matter.
+the backends (and with ``--limits`` their limits), threads, BLAS and the environment
+variables that matter.
 
 ``convbackends compare`` runs backends side by side on a named suite of real layers
 (:mod:`convbackends.tools.workloads`) with :func:`convbackends.tools.compare.run_layer`:
@@ -13,6 +14,11 @@ prints time, spread, GFLOP/s, speed relative to the fastest, relative error, ``a
 and each peer's time over ``auto``'s (:mod:`convbackends.tools.report`). Heavy imports
 (Numba, threadpoolctl, matplotlib) happen only where needed; no peer library is ever
 imported in this process.
+
+``convbackends report --results DIR -o report.html`` writes asv's results as one
+self-contained HTML page (:mod:`convbackends.tools.asv_report`); ``convbackends dashboard``
+runs ``asv publish`` and makes the dashboard render without internet
+(:mod:`convbackends.tools.dashboard`). Every long command draws a progress line on stderr.
 """
 
 import argparse
@@ -38,7 +44,7 @@ class UsageError(ConvError, ValueError):
 
 def cmd_info(args, out):
     """Print the ``info`` report to ``out``."""
-    for line in info.report():
+    for line in info.report(limits=args.limits):
         print(line, file=out)
     return 0
 
@@ -180,6 +186,46 @@ def cmd_compare(args, out):
     return 0
 
 
+def cmd_report(args, out):
+    """Write the HTML report of an asv results directory."""
+    from . import asv_report
+    try:
+        runs = asv_report.write_report(args.results, args.output, args.title)
+    except asv_report.ResultsError as e:
+        raise UsageError(str(e)) from None
+    commits = len({r.commit for r in runs})
+    print(f"wrote {args.output}: {len(runs)} runs, {commits} commits, from {args.results}",
+          file=out)
+    return 0
+
+
+def cmd_dashboard(args, out):
+    """``asv publish``, then every CDN asset vendored from npm into the published folder."""
+    from . import dashboard
+    progress = None
+
+    def step(i, total, text):
+        nonlocal progress
+        progress = progress or Progress(total)
+        progress.update(i, text)
+
+    print("asv publish ...", file=sys.stderr, flush=True)
+    try:
+        html_dir, vendored = dashboard.publish(args.config, args.html_dir, args.npm_cache,
+                                               step)
+    except dashboard.DashboardError as e:
+        raise UsageError(str(e)) from None
+    if progress:
+        progress.close()
+    for v in vendored:
+        same = "identical to the CDN's file" if v.identical else "not the CDN's bytes"
+        print(f"  {v.package} {v.version} -> {v.local} ({same}"
+              + (f"; {v.note})" if v.note else ")"), file=out)
+    print(f"dashboard: {html_dir / 'index.html'} renders without internet "
+          f"({len(vendored)} files from {dashboard.REGISTRY})", file=out)
+    return 0
+
+
 def _positive(text):
     value = int(text)
     if value < 1:
@@ -202,7 +248,8 @@ def build_parser():
         "backends, compare them on layers of real networks.")
     parser.add_argument("--version", action="version", version=f"convbackends {cb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="version, backends, threads, BLAS, environment")
+    p = sub.add_parser("info", help="version, backends, threads, BLAS, environment")
+    p.add_argument("--limits", action="store_true", help="also each backend's limits")
     p = sub.add_parser("compare", help="time every backend on a suite of real layers")
     p.add_argument("--suite", default="resnet18",
                    help=f"one of {', '.join(workloads.suite_names())} (default: resnet18)")
@@ -232,13 +279,24 @@ def build_parser():
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of GFLOP/s (matplotlib)")
     p.add_argument("--format", choices=("text", "markdown"), default="text",
                    help="table format on stdout (default: text)")
+    p = sub.add_parser("report", help="asv's results as one self-contained HTML file")
+    p.add_argument("--results", default=".asv/results",
+                   help="asv's results directory (default: .asv/results)")
+    p.add_argument("-o", "--output", default="report.html", help="(default: report.html)")
+    p.add_argument("--title", default="convbackends benchmarks")
+    p = sub.add_parser("dashboard", help="asv publish, made to render without internet")
+    p.add_argument("--config", default="asv.conf.json", help="(default: asv.conf.json)")
+    p.add_argument("--html-dir", help="where to publish (default: the config's html_dir)")
+    p.add_argument("--npm-cache", metavar="DIR", help="keep the npm tarballs here and use "
+                   "them first (publish offline from a cache filled elsewhere)")
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``convbackends`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    command = {"info": cmd_info, "compare": cmd_compare}[args.command]
+    command = {"info": cmd_info, "compare": cmd_compare, "report": cmd_report,
+               "dashboard": cmd_dashboard}[args.command]
     try:
         return command(args, sys.stdout)
     except UsageError as e:

@@ -1,12 +1,17 @@
 """The ``convbackends info`` report: what this machine and installation offer, and why.
 
-The version, every backend with its availability (or why not) and its limits, the plug-ins
-left out (and why), the autotuner's state, Numba's threads and threading layer, the BLAS NumPy
-uses and the environment variables that change timings.
+About fifteen lines: the version, every backend with its availability (or why not), the
+plug-ins left out (and why), the default backend and the autotuner's state, Numba's threads
+and threading layer, each BLAS library loaded with its kernel and threads, and the
+environment variables that change timings. ``limits=True`` adds each backend's limits.
+
+Nothing optional is needed: the BLAS lines come from threadpoolctl when it is installed,
+else from OpenBLAS itself (through ctypes), else from NumPy's build configuration, never
+from ``numpy.show_config()``, which prints the whole build configuration (and warns without
+pyyaml).
 """
 
-import contextlib
-import io
+import ctypes
 import os
 import platform
 from pathlib import Path
@@ -25,15 +30,14 @@ ENV_VARS = ("CONVBACKENDS_BACKEND", "CONVBACKENDS_AUTOTUNE", "CONVBACKENDS_CACHE
             "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "CUDA_VISIBLE_DEVICES")
 
 
-def _backend_lines():
+def _backend_lines(limits):
     lines = ["backends:"]
     for name in cb.backends():
         b = cb.get_backend(name)
         why = b.available()
         lines.append(f"  {name:<9} {'available' if why is None else f'unavailable: {why}'}")
-        limits = getattr(b, "limits", "")
-        if limits:
-            lines.append(f"  {'':<9} limits: {limits}")
+        if limits and getattr(b, "limits", ""):
+            lines.append(f"  {'':<9} limits: {b.limits}")
     return lines
 
 
@@ -69,15 +73,58 @@ def _blas_lines():
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            np.show_config()
-        return ["BLAS (threadpoolctl not installed; numpy.show_config follows):",
-                buf.getvalue().rstrip()]
-    rows = [p for p in threadpool_info() if p.get("user_api") == "blas"] or threadpool_info()
-    return [f"BLAS: {p.get('internal_api')} {p.get('version')} "
-            f"{p.get('architecture') or ''}, {p.get('num_threads')} threads "
-            f"({_short_path(p.get('filepath', ''))})" for p in rows] or ["BLAS: none found"]
+        return _openblas_lines() or _numpy_blas_lines()
+    rows = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return [_blas_line(p.get("internal_api"), p.get("version"), p.get("architecture"),
+                       p.get("num_threads"), p.get("filepath", "")) for p in rows] \
+        or _numpy_blas_lines()
+
+
+def _blas_line(name, version, kernel, threads, path):
+    return (f"BLAS: {name} {version} {kernel or '(kernel unknown)'}, {threads} threads "
+            f"({_short_path(path)})")
+
+
+def _openblas_lines():
+    """Each OpenBLAS mapped into this process, asked for its kernel and threads (Linux)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = dict.fromkeys(line.split()[-1] for line in f
+                                  if "openblas" in line.rsplit("/", 1)[-1].lower())
+    except OSError:
+        return []
+    lines = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        config = _openblas_call(lib, "get_config", ctypes.c_char_p)
+        kernel = _openblas_call(lib, "get_corename", ctypes.c_char_p)
+        threads = _openblas_call(lib, "get_num_threads", ctypes.c_int)
+        if config is None:
+            continue
+        # get_config() is "OpenBLAS 0.3.31.188.0 USE64BITINT DYNAMIC_ARCH ..."
+        version = config.decode().split()[1] if len(config.split()) > 1 else "?"
+        lines.append(_blas_line("openblas", version, kernel and kernel.decode(), threads,
+                                path))
+    return lines
+
+
+def _openblas_call(lib, name, restype):
+    # NumPy's and SciPy's wheels rename the symbols: scipy_openblas_get_config64_ and so on.
+    for symbol in (f"openblas_{name}", f"scipy_openblas_{name}64_", f"scipy_openblas_{name}"):
+        fn = getattr(lib, symbol, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = restype, []
+            return fn()
+    return None
+
+
+def _numpy_blas_lines():
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return [f"BLAS: {blas.get('name', 'unknown')} {blas.get('version', '')} (from NumPy's "
+            f"build configuration; kernel and threads: pip install threadpoolctl)"]
 
 
 def _short_path(path):
@@ -93,10 +140,10 @@ def _environment_lines():
     return ["environment:"] + present
 
 
-def report():
-    """The lines of the ``info`` report."""
+def report(limits=False):
+    """The lines of the ``info`` report; ``limits=True`` adds each backend's limits."""
     head = (f"convbackends {cb.__version__} (Python {platform.python_version()}, NumPy "
             f"{np.__version__}, {platform.machine()}, {os.cpu_count()} CPUs)")
     default = f"default backend: {os.environ.get('CONVBACKENDS_BACKEND') or 'auto'}"
-    return ([head] + _backend_lines() + _plugin_lines() + [default, _autotune_line()]
+    return ([head] + _backend_lines(limits) + _plugin_lines() + [default, _autotune_line()]
             + _numba_lines() + _blas_lines() + _environment_lines())

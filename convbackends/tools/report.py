@@ -14,7 +14,7 @@ import csv
 import math
 
 __all__ = ["detail_table", "summary_table", "summary_lines", "peer_ratio", "write_csv",
-           "write_plot"]
+           "plot_figure", "write_plot"]
 
 
 def _fmt(value, spec):
@@ -169,22 +169,55 @@ def write_csv(path, runs, header):
 
 
 def write_plot(path, runs, title):
-    """A grouped bar chart of GFLOP/s per layer and backend (needs matplotlib)."""
+    """:func:`plot_figure` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+    fig = plot_figure(runs, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_figure(runs, title):
+    """Grouped bars per layer and contender (needs matplotlib): GFLOP/s on a log axis above,
+    speed relative to the layer's fastest convbackends backend below.
+
+    The log axis keeps a depthwise layer's few GFLOP/s as visible as a GEMM's hundreds, and
+    the relative panel reads the same for every suite; a contender that did not run on a
+    layer (unsupported, skipped, failed) has no bar and an ``x`` at the baseline.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(runs[0].results)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(runs) * max(1, len(names)) / 3), 4.5))
     width = 0.8 / len(names)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(max(6.0, 0.9 * len(runs) * max(1, len(names)) / 3), 6.5),
+        gridspec_kw={"height_ratios": [3, 2]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fastest = 1.0              # auto (or a peer) can beat the best backend by noise or more
     for i, name in enumerate(names):
-        ax.bar([j + i * width for j in range(len(runs))],
-               [run.gflops(name) or 0.0 for run in runs], width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(runs))])
-    ax.set_xticklabels([run.layer.name.split(".", 1)[-1] for run in runs], rotation=45,
-                       ha="right", fontsize=8)
-    ax.set_ylabel("GFLOP/s (direct formula)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+        xs = [j + i * width for j in range(len(runs))]
+        gflops = [run.gflops(name) for run in runs]
+        speed = [None if run.relative(name) is None else 1 / run.relative(name)
+                 for run in runs]
+        color = colors[i % len(colors)]
+        fastest = max([fastest] + [v for v in speed if v])
+        top.bar([x for x, g in zip(xs, gflops) if g], [g for g in gflops if g], width,
+                label=name, color=color)
+        bottom.bar([x for x, v in zip(xs, speed) if v], [v for v in speed if v], width,
+                   color=color)
+        missing = [x for x, g in zip(xs, gflops) if not g]
+        bottom.plot(missing, [0.0] * len(missing), "x", color=color, markersize=4)
+    top.set_yscale("log")
+    top.set_ylabel("GFLOP/s (direct formula, log)")
+    top.grid(axis="y", which="both", alpha=0.3)
+    top.set_title(title, fontsize=8, wrap=True)
+    top.legend(fontsize=8, ncol=min(len(names), 4))
+    bottom.set_ylim(0, 1.05 * fastest)
+    bottom.axhline(1.0, color="grey", linewidth=0.5)
+    bottom.set_ylabel("speed / fastest")
+    bottom.grid(axis="y", alpha=0.3)
+    bottom.set_xticks([j + 0.4 - width / 2 for j in range(len(runs))])
+    bottom.set_xticklabels([run.layer.name.split(".", 1)[-1] for run in runs], rotation=45,
+                           ha="right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
