@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..spec.geometry import tap_range
+from . import _blas
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
@@ -76,9 +77,17 @@ class Im2colBackend(Backend):
     writes_out = True
     fuses_epilogue = True
 
-    def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT):
+    def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT, split_gemm=True):
         self.workspace_limit = workspace_limit
+        self.split_gemm = split_gemm
         self._pool = None
+
+    def _matmul(self, a, b, out):
+        """``out = a @ b``: with ``split_gemm``, rows of ``a`` split over single-threaded
+        OpenBLAS products, one per thread (see :mod:`convbackends.backends._blas`)."""
+        if self.split_gemm:
+            return _blas.matmul(a, b, out)
+        return np.matmul(a, b, out=out)
 
     def _unfold(self, cols, x, spec):
         """Fill the columns, split over the batch across threads: NumPy copies release the
@@ -166,7 +175,7 @@ class Im2colBackend(Backend):
         if not self._needs_unfold(spec):
             x3 = np.ascontiguousarray(x).reshape(N, spec.in_channels, P)
             for gi in range(g):
-                np.matmul(w[gi], x3[:, gi * Cg:(gi + 1) * Cg], out=y3[:, gi * Kg:(gi + 1) * Kg])
+                self._matmul(w[gi], x3[:, gi * Cg:(gi + 1) * Cg], y3[:, gi * Kg:(gi + 1) * Kg])
             self._finish(y, bias, epilogue, 0, N)
         elif P < SMALL_OUTPUT:
             self._conv_batch_gemm(x, w, y, spec, bias, epilogue)
@@ -179,7 +188,7 @@ class Im2colBackend(Backend):
                 self._unfold(c, x[n0:n1], spec)
                 c = c.reshape(n1 - n0, g, Cg * R, P)
                 for gi in range(g):
-                    np.matmul(w[gi], c[:, gi], out=y3[n0:n1, gi * Kg:(gi + 1) * Kg])
+                    self._matmul(w[gi], c[:, gi], y3[n0:n1, gi * Kg:(gi + 1) * Kg])
                 self._finish(y, bias, epilogue, n0, n1)
         return y
 
@@ -200,8 +209,9 @@ class Im2colBackend(Backend):
             c = cols[:, :, :n1 - n0]
             self._unfold(np.moveaxis(c, 2, 0), x[n0:n1], spec)
             c = c.reshape(g, CgR, (n1 - n0) * P)
+            product = np.empty((Kg, (n1 - n0) * P), spec.dtype)
             for gi in range(g):
-                block = (w[gi] @ c[gi]).reshape(Kg, n1 - n0, P)
+                block = self._matmul(w[gi], c[gi], product).reshape(Kg, n1 - n0, P)
                 y3[n0:n1, gi * Kg:(gi + 1) * Kg] = block.transpose(1, 0, 2)
             self._finish(y, bias, epilogue, n0, n1)
 
@@ -228,7 +238,7 @@ class Im2colBackend(Backend):
             n1 = min(N, n0 + chunk)
             c, f = cols[:n1 - n0], full[:n1 - n0]
             for gi in range(g):
-                np.matmul(w[gi], x3[n0:n1, gi * Cg:(gi + 1) * Cg], out=c[:, gi])
+                self._matmul(w[gi], x3[n0:n1, gi * Cg:(gi + 1) * Cg], c[:, gi])
             c = c.reshape((n1 - n0, spec.out_channels, R) + tuple(spec.input_spatial))
             f[...] = 0
             for r, offset in enumerate(_offsets(spec.kernel)):
