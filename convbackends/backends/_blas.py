@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["matmul", "split_threads"]
+__all__ = ["matmul", "batched_matmul", "split_threads"]
 
 # Below this many multiply-adds a product is not worth a thread hand-over (~20 us).
 MIN_SPLIT_MACS = 2_000_000
@@ -118,6 +118,26 @@ def matmul(a, b, out):
         jobs = [pool.submit(np.matmul, a[r0:r1], b, out=out[..., r0:r1, :])
                 for r0, r1 in zip(bounds[1:-1], bounds[2:])]
         np.matmul(a[bounds[0]:bounds[1]], b, out=out[..., bounds[0]:bounds[1], :])
+        for job in jobs:
+            job.result()
+    return out
+
+
+def batched_matmul(a, b, out):
+    """``np.matmul(a, b, out=out)`` over a leading batch axis shared by all three, the
+    batch split over single-threaded products when that pays (Winograd's per-frequency
+    products: many small GEMMs that OpenBLAS's threads divide badly)."""
+    count = a.shape[0]
+    macs = a.size // count * b.shape[-1] * count
+    workers = min(split_threads(), count) if macs >= MIN_SPLIT_MACS else 1
+    if workers < 2:
+        return np.matmul(a, b, out=out)
+    bounds = np.linspace(0, count, workers + 1).astype(int)
+    with _SingleThreaded():
+        pool = _pool(workers)
+        jobs = [pool.submit(np.matmul, a[i0:i1], b[i0:i1], out=out[i0:i1])
+                for i0, i1 in zip(bounds[1:-1], bounds[2:])]
+        np.matmul(a[bounds[0]:bounds[1]], b[bounds[0]:bounds[1]], out=out[bounds[0]:bounds[1]])
         for job in jobs:
             job.result()
     return out

@@ -70,7 +70,12 @@ def _window(spatial_offset, dilation, stride, out):
 
 
 class Im2colBackend(Backend):
-    """Unfold + GEMM through NumPy's BLAS."""
+    """Unfold + GEMM through NumPy's BLAS.
+
+    ``workspace_limit`` bounds the columns of one batch chunk (bytes); with ``split_gemm``
+    (the default) each GEMM's rows are split over single-threaded OpenBLAS calls side by
+    side, one per core, instead of one call on OpenBLAS's thread pool (:mod:`._blas`).
+    """
 
     name = "im2col"
     limits = "convolution and transposed convolution only; workspace N*C*prod(k)*prod(out)"

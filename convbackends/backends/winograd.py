@@ -37,6 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from ._chunks import tile_chunks
+from . import _blas
 from .base import Backend, is_immutable
 
 # Interpolation points in the order they are taken: small magnitudes first and reciprocal
@@ -338,6 +339,9 @@ class WinogradBackend(Backend):
         cache. Default: 32 MiB, the fastest of 4 to 64 MiB on the ResNet/VGG layers here.
     cache_bytes : int, optional
         Memory for cached filter transforms (and the weight copies that guard them).
+    split_gemm : bool, optional
+        Run the per-frequency products as single-threaded OpenBLAS calls side by side, one
+        per core, rather than each on OpenBLAS's thread pool (:mod:`._blas`). Default: True
     """
 
     name = "winograd"
@@ -350,8 +354,9 @@ class WinogradBackend(Backend):
     exact_nonfinite = False
 
     def __init__(self, tile=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                 cache_bytes=DEFAULT_CACHE_BYTES):
+                 cache_bytes=DEFAULT_CACHE_BYTES, split_gemm=True):
         self.tile = tile
+        self.split_gemm = split_gemm
         self.chunk_bytes = chunk_bytes
         self.filter_cache = _FilterCache(cache_bytes)
 
@@ -478,8 +483,13 @@ class WinogradBackend(Backend):
                              counts[1], v)
             mm = np.empty((a, tiles, K), spec.dtype)
             # One GEMM (tiles, C/g) @ (C/g, K/g) per frequency and group.
-            np.matmul(v.reshape(a, tiles, g, C // g).transpose(0, 2, 1, 3), u,
-                      out=mm.reshape(a, tiles, g, K // g).transpose(0, 2, 1, 3))
+            product = mm.reshape(a, tiles, g, K // g).transpose(0, 2, 1, 3)
+            if self.split_gemm:
+                _blas.batched_matmul(v.reshape(a, tiles, g, C // g).transpose(0, 2, 1, 3),
+                                     u, product)
+            else:
+                np.matmul(v.reshape(a, tiles, g, C // g).transpose(0, 2, 1, 3), u,
+                          out=product)
             _output_transform(mm, at_h, at_w, bias, ns.start, rs.start, rs.stop - rs.start, y,
                               residual, relu)
 
