@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import BackendUnavailableError, UnsupportedError
 from ..ops import get_op, nonfinite
+from ..spec.layout import layout_refusal
 from .policy import AutoPolicy
 from .precedence import current_backend
 from .registry import backend_from_arg, backends, get_backend
@@ -103,7 +104,7 @@ class Plan:
 
 def backend_plan(backend, op, spec, device=False):
     """``(plan, None)`` if ``backend`` can run ``op`` on ``spec`` itself, else ``(None, why)``."""
-    why = backend.supports(op, spec)
+    why = layout_refusal(backend, op, spec) or backend.supports(op, spec)
     if why is None and not callable(getattr(backend, op, None)):
         why = f"{backend.name} does not implement {op}"
     if why is None and device and not getattr(backend, "accepts_device_arrays", False):
@@ -161,8 +162,9 @@ def _auto_plan(auto, op, spec, device, dry_run):
                 inner = _auto_plan(auto, low.target, target, device, dry_run)
             except UnsupportedError:
                 continue
-            return Plan(op, spec, inner.backend, f"no backend has a {op} kernel; lowering "
-                        f"{low.name}, then {inner.reason}", low, inner)
+            layout = "" if spec.data_format == "channels_first" else f" {spec.data_format}"
+            return Plan(op, spec, inner.backend, f"no backend has a{layout} {op} kernel; "
+                        f"lowering {low.name}, then {inner.reason}", low, inner)
         raise
 
 

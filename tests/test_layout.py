@@ -1,0 +1,202 @@
+"""Channels-last (``data_format="channels_last"``): every backend, every conv and pooling op,
+against the oracle applied to the channels-first input; errors that name the layout; the
+layout lowering and native kernels in dispatch; layers and models in both layouts."""
+
+import numpy as np
+import pytest
+
+import convbackends as cb
+from conftest import BACKENDS
+from convbackends.backends.base import Backend
+from convbackends.spec import conv_spec
+from convbackends.spec.layout import layout_refusal
+from convbackends.tools.measure import tolerance
+from reference.calls import assert_close, run_oracle
+from test_conformance import CONV_CASES, POOL_CASES, TRANSPOSE_CASES
+
+LAST = "channels_last"
+
+
+def _last(a):
+    """A channels-first array as a C-contiguous channels-last one."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def _first(a):
+    return np.moveaxis(a, -1, 1)
+
+
+def _conv_case(rng, x_shape, w_shape, kwargs, dtype, transposed=False):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    channels = w_shape[1] * kwargs.get("groups", 1) if transposed else w_shape[0]
+    b = rng.standard_normal(channels).astype(dtype)
+    return x, w, b
+
+
+def _run_last(backend, func, x, *args, **kwargs):
+    """``func`` on the channels-last copy of ``x``; ``None`` when the backend declines."""
+    try:
+        return getattr(cb, func)(_last(x), *args, backend=backend, data_format=LAST,
+                                 **kwargs)
+    except cb.UnsupportedError as e:
+        assert repr(backend) in str(e) and "Backends that can:" in str(e)
+        return None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("func, x_shape, w_shape, kwargs", CONV_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CONV_CASES)])
+def test_conv_channels_last_matches_oracle(backend, func, x_shape, w_shape, kwargs, rng):
+    dtype = np.float64 if len(kwargs) % 2 else np.float32
+    x, w, b = _conv_case(rng, x_shape, w_shape, kwargs, dtype)
+    y = _run_last(backend, func, x, w, b, **kwargs)
+    if y is None:
+        return
+    ref = run_oracle(func, kwargs, {"x": x, "weight": w, "bias": b})
+    assert y.dtype == dtype and y.flags.c_contiguous
+    assert y.shape == _last(ref).shape
+    assert_close(_first(y), ref, tolerance(backend, dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("func, x_shape, w_shape, kwargs", TRANSPOSE_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(TRANSPOSE_CASES)])
+def test_conv_transpose_channels_last_matches_oracle(backend, func, x_shape, w_shape, kwargs,
+                                                     rng):
+    x, w, b = _conv_case(rng, x_shape, w_shape, kwargs, np.float32, transposed=True)
+    y = _run_last(backend, func, x, w, b, **kwargs)
+    if y is None:
+        return
+    ref = run_oracle(func, kwargs, {"x": x, "weight": w, "bias": b})
+    assert_close(_first(y), ref, tolerance(backend, np.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("func, x_shape, kwargs", POOL_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(POOL_CASES)])
+def test_pool_channels_last_matches_oracle(backend, func, x_shape, kwargs, rng):
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    y = _run_last(backend, func, x, **kwargs)
+    if y is None:
+        return
+    ref = run_oracle(func, kwargs, {"x": x})
+    assert y.shape == _last(ref).shape
+    assert_close(_first(y), ref, tolerance(backend, np.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_indices_and_unpool_channels_last(backend, nd, rng):
+    """Indices are laid out like the values and count within each (n, c) plane, so the
+    channels-last indices are the channels-first ones transposed, and unpool inverts."""
+    x = rng.standard_normal((2, 3) + (7, 6, 5)[:nd]).astype(np.float32)
+    pool, unpool = getattr(cb, f"max_pool{nd}d"), getattr(cb, f"max_unpool{nd}d")
+    values, indices = pool(x, 2, return_indices=True)
+    try:
+        values_l, indices_l = pool(_last(x), 2, return_indices=True, backend=backend,
+                                   data_format=LAST)
+    except cb.UnsupportedError:
+        return
+    np.testing.assert_array_equal(indices_l, _last(indices))
+    np.testing.assert_array_equal(values_l, _last(values))
+    restored = unpool(values_l, indices_l, 2, output_size=x.shape[2:], backend=backend,
+                      data_format=LAST)
+    np.testing.assert_array_equal(restored, _last(unpool(values, indices, 2,
+                                                         output_size=x.shape[2:])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_max_pool_channels_last(backend, rng):
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    values, indices = cb.adaptive_max_pool2d(x, (4, 3), return_indices=True)
+    try:
+        got = cb.adaptive_max_pool2d(_last(x), (4, 3), return_indices=True,
+                                     backend=backend, data_format=LAST)
+    except cb.UnsupportedError:
+        return
+    np.testing.assert_array_equal(got[0], _last(values))
+    np.testing.assert_array_equal(got[1], _last(indices))
+
+
+def test_unbatched_out_and_global_pool_channels_last(rng):
+    x, w, b = _conv_case(rng, (3, 8, 9), (4, 3, 3, 3), {}, np.float32)
+    ref = cb.conv2d(x, w, b, padding=1)                      # unbatched (C, H, W)
+    y = cb.conv2d(np.ascontiguousarray(np.moveaxis(x, 0, -1)), w, b, padding=1,
+                  data_format=LAST)
+    assert y.shape == (8, 9, 4)
+    np.testing.assert_allclose(np.moveaxis(y, -1, 0), ref, rtol=1e-5, atol=1e-5)
+    xb = x[None]
+    out = np.empty((1, 8, 9, 4), np.float32)
+    got = cb.conv2d(_last(xb), w, b, padding=1, data_format=LAST, out=out)
+    assert got is out
+    np.testing.assert_allclose(_first(out), ref[None], rtol=1e-5, atol=1e-5)
+    with pytest.raises(cb.ShapeError, match=r"out has shape \[1, 8, 9, 4\]|expected \[1, 8, 9, 4\]"):
+        cb.conv2d(_last(xb), w, b, padding=1, data_format=LAST,
+                  out=np.empty((1, 4, 8, 9), np.float32))
+    g = cb.global_avg_pool(_last(xb), data_format=LAST)
+    assert g.shape == (1, 1, 1, 3)
+    np.testing.assert_allclose(g[0, 0, 0], x.mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_errors_name_the_layout():
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    w = np.zeros((8, 3, 3, 3), np.float32)
+    with pytest.raises(cb.ShapeError, match=r"expected input of shape \(N, H, W, C=3\) in "
+                                            r"channels_last, but got input of size "
+                                            r"\[1, 28, 28, 1\] \(C=1\)"):
+        cb.conv2d(x, w, data_format=LAST)
+    # channels-first wording is PyTorch's, unchanged
+    with pytest.raises(cb.ShapeError, match=r"expected input\[1, 28, 28, 1\] to have 3 "
+                                            r"channels, but got 28 channels instead"):
+        cb.conv2d(x, w)
+    with pytest.raises(cb.ShapeError, match=r"data_format must be one of "
+                                            r"\['channels_first', 'channels_last'\], but got "
+                                            r"data_format='NHWC'"):
+        cb.conv2d(x, w, data_format="NHWC")
+    with pytest.raises(cb.ShapeError, match=r"data_format must be one of"):
+        cb.max_pool2d(x, 2, data_format="nhwc")
+    with pytest.raises(cb.ShapeError, match=r"\(L, C\) or \(N, L, C\) in channels_last"):
+        cb.max_pool1d(np.zeros((1, 2, 3, 4), np.float32), 2, data_format=LAST)
+
+
+def test_reflect_padding_pads_spatial_axes_only(rng):
+    x, w, _ = _conv_case(rng, (1, 2, 7, 8), (3, 2, 3, 3), {}, np.float64)
+    ref = cb.conv2d(x, w, padding=(2, 1), padding_mode="reflect")
+    y = cb.conv2d(_last(x), w, padding=(2, 1), padding_mode="reflect", data_format=LAST)
+    np.testing.assert_allclose(_first(y), ref, rtol=1e-12, atol=1e-12)
+
+
+class _ChannelsFirstPlugin(Backend):
+    """A plug-in written for channels-first arrays only: it never sees a channels-last one."""
+
+    name = "layout-probe"
+
+    def __init__(self):
+        self.seen = []
+
+    def supports(self, op, spec):
+        return None if op == "conv" else "conv only"
+
+    def conv(self, x, weight, bias, spec):
+        self.seen.append((spec.data_format, x.shape))
+        return cb.get_backend("naive").conv(x, weight, bias, spec)
+
+
+def test_a_channels_first_backend_gets_transposed_views(rng):
+    plugin = _ChannelsFirstPlugin()
+    spec, _ = conv_spec("conv2d", (1, 5, 6, 2), (3, 2, 3, 3), data_format=LAST)
+    assert layout_refusal(plugin, "conv", spec) == "layout-probe has no channels_last " \
+                                                   "kernel for conv"
+    assert layout_refusal(plugin, "conv", spec.replace(data_format="channels_first")) is None
+    x, w, _ = _conv_case(rng, (1, 2, 5, 6), (3, 2, 3, 3), {}, np.float64)
+    y = cb.conv2d(_last(x), w, backend=plugin, data_format=LAST)
+    assert plugin.seen == [("channels_first", (1, 2, 5, 6))]
+    np.testing.assert_allclose(_first(y), cb.conv2d(x, w), rtol=1e-12)
+
+
+def test_explain_shows_the_layout_lowering():
+    text = str(cb.explain((2, 9, 9, 3), (4, 3, 3, 3), padding=1, data_format=LAST,
+                          backend="naive"))
+    assert "output [2, 9, 9, 4]" in text
+    assert "lowering conv:channels_last->channels_first" in text
