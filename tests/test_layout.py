@@ -200,3 +200,132 @@ def test_explain_shows_the_layout_lowering():
                           backend="naive"))
     assert "output [2, 9, 9, 4]" in text
     assert "lowering conv:channels_last->channels_first" in text
+
+
+# ----------------------------------------------------------------------------- layers
+
+def _pair(cls, *args, **kwargs):
+    """The layer in both layouts, the channels-last one with the first one's state."""
+    first, last = cls(*args, **kwargs), cls(*args, data_format=LAST, **kwargs)
+    last.load_state_dict(first.state_dict())
+    return first, last
+
+
+LAYERS = [
+    (lambda **kw: cb.nn.Conv2d(3, 4, 3, stride=2, padding=1, rng=0, dtype=np.float64, **kw), (2, 3, 9, 8)),
+    (lambda **kw: cb.nn.Conv1d(3, 4, 3, padding="same", padding_mode="reflect", rng=0, dtype=np.float64, **kw),
+     (2, 3, 11)),
+    (lambda **kw: cb.nn.Conv3d(2, 4, 2, groups=2, rng=0, dtype=np.float64, **kw), (1, 2, 4, 5, 3)),
+    (lambda **kw: cb.nn.ConvTranspose2d(3, 2, 3, stride=2, output_padding=1, rng=0, dtype=np.float64, **kw),
+     (2, 3, 5, 4)),
+    (lambda **kw: cb.nn.MaxPool2d(3, 2, 1, **kw), (2, 3, 9, 8)),
+    (lambda **kw: cb.nn.AvgPool2d(3, 2, 1, count_include_pad=False, **kw), (2, 3, 9, 8)),
+    (lambda **kw: cb.nn.AvgPool1d(2, **kw), (2, 3, 9)),
+    (lambda **kw: cb.nn.AdaptiveAvgPool2d((3, 2), **kw), (2, 3, 7, 8)),
+    (lambda **kw: cb.nn.AdaptiveMaxPool2d((3, 2), **kw), (2, 3, 7, 8)),
+    (lambda **kw: cb.nn.BatchNorm2d(3, dtype=np.float64, **kw), (4, 3, 5, 6)),
+    (lambda **kw: cb.nn.LocalResponseNorm(3, **kw), (2, 5, 4, 3)),
+]
+
+
+@pytest.mark.parametrize("make, shape", LAYERS,
+                         ids=[type(make()).__name__ + f"-{i}" for i, (make, _) in
+                              enumerate(LAYERS)])
+def test_layer_both_layouts_forward_and_backward(make, shape, rng):
+    """Same outputs and gradients (input and parameters) in both layouts."""
+    first, last = make(), make(data_format=LAST)
+    last.load_state_dict(first.state_dict())
+    x = rng.standard_normal(shape)
+    y = first(x)
+    y_last = last(_last(x))
+    assert y_last.shape == _last(y).shape
+    np.testing.assert_allclose(_first(y_last), y, rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = first.backward(g)
+    gx_last = last.backward(_last(g))
+    assert gx_last.shape == _last(gx).shape
+    np.testing.assert_allclose(_first(gx_last), gx, rtol=1e-10, atol=1e-12)
+    for (name, a), (_, b) in zip(first.named_grads(), last.named_grads()):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert "data_format='channels_last'" in repr(last)
+
+
+def test_max_unpool_layer_channels_last(rng):
+    x = rng.standard_normal((2, 3, 6, 7))
+    pool, unpool = cb.nn.MaxPool2d(2, return_indices=True), cb.nn.MaxUnpool2d(2)
+    pool_l = cb.nn.MaxPool2d(2, return_indices=True, data_format=LAST)
+    unpool_l = cb.nn.MaxUnpool2d(2, data_format=LAST)
+    y = unpool(*pool(x), output_size=(6, 7))
+    y_last = unpool_l(*pool_l(_last(x)), output_size=(6, 7))
+    np.testing.assert_array_equal(_first(y_last), y)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(_first(unpool_l.backward(_last(g))), unpool.backward(g))
+
+
+def test_layer_errors_name_the_layout():
+    with pytest.raises(cb.ShapeError, match=r"expected input of shape \(N, H, W, C=3\) in "
+                                            r"channels_last"):
+        cb.nn.Conv2d(3, 4, 3, data_format=LAST)(np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(cb.ShapeError, match=r"3 channels \(last dim, channels_last\)"):
+        cb.nn.BatchNorm2d(3, data_format=LAST)(np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(cb.ShapeError, match="data_format must be one of"):
+        cb.nn.MaxPool2d(2, data_format="NHWC")
+
+
+def test_flatten_order_is_pytorchs_channels_last():
+    """Channels last, Flatten merges in (C, H, W) order, so a Linear after it keeps its
+    PyTorch weights; plain Flatten() on channels-last input is Keras' (H, W, C) order."""
+    x = np.arange(2 * 3 * 2 * 4, dtype=np.float64).reshape(2, 3, 2, 4)
+    flat = cb.nn.Flatten()(x)
+    flat_last = cb.nn.Flatten(data_format=LAST)
+    np.testing.assert_array_equal(flat_last(_last(x)), flat)
+    np.testing.assert_array_equal(cb.nn.Flatten()(_last(x)), _last(x).reshape(2, -1))
+    assert flat_last.output_shape((2, 2, 4, 3)) == (2, 24)
+    grad = flat_last.backward(flat)
+    np.testing.assert_array_equal(grad, _last(x))
+
+
+# ----------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("name, shape", [("resnet18", (2, 3, 32, 32)),
+                                         ("googlenet", (1, 3, 40, 40)),
+                                         ("fcn8s", (1, 3, 13, 17)),
+                                         ("alexnet", (1, 3, 67, 67))])
+def test_model_channels_last_gives_the_same_outputs(name, shape, rng):
+    first = getattr(cb.models, name)(rng=0).eval()
+    last = getattr(cb.models, name)(rng=1, data_format=LAST).eval()
+    last.load_state_dict(first.state_dict())      # PyTorch's weight layout in both
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, y_last = first(x), last(_last(x))
+    if y.ndim == 4:                                # FCN: per-pixel scores, channels last
+        assert y_last.shape == _last(y).shape
+        y_last = _first(y_last)
+    np.testing.assert_allclose(y_last, y, rtol=2e-4, atol=2e-4 * np.abs(y).max())
+    y_shape = _last(y).shape if y.ndim == 4 else y.shape
+    assert cb.models.summary(last, _last(x).shape).rows[-1].output_shape == y_shape
+
+
+def test_training_step_channels_last_matches_channels_first(rng):
+    """One SGD step of a small network: the same loss, gradients and updated weights."""
+    def net(**kw):
+        return cb.nn.Sequential(
+            cb.nn.Conv2d(3, 6, 3, padding=1, rng=0, **kw), cb.nn.BatchNorm2d(6, **kw),
+            cb.nn.ReLU(), cb.nn.MaxPool2d(2, **kw),
+            cb.nn.Conv2d(6, 4, 3, rng=1, **kw), cb.nn.AvgPool2d(2, **kw),
+            cb.nn.Flatten(**kw), cb.nn.Linear(4 * 2 * 2, 5, rng=2))
+    first, last = net(), net(data_format=LAST)
+    x = rng.standard_normal((4, 3, 12, 12)).astype(np.float32)
+    target = np.array([0, 3, 1, 4])
+    losses = []
+    for model, inp in ((first, x), (last, _last(x))):
+        model.train()
+        crit, opt = cb.nn.CrossEntropyLoss(), cb.optim.SGD(model, lr=0.1, momentum=0.9)
+        opt.zero_grad()
+        losses.append(crit(model(inp), target))
+        model.backward(crit.backward())
+        opt.step()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (name, a), (_, b) in zip(first.named_grads(), last.named_grads()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+    for (name, a), (_, b) in zip(first.state_dict().items(), last.state_dict().items()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
