@@ -117,7 +117,8 @@ def backend_plan(backend, op, spec, device=False):
     for low in get_op(op).lowerings:
         target = low.rewrite(spec)
         if isinstance(target, str):
-            reasons.append(f"{low.name} does not apply: {target}")
+            if low.reports_refusal:
+                reasons.append(f"{low.name} does not apply: {target}")
             continue
         inner, inner_why = backend_plan(backend, low.target, target)
         if inner is not None:

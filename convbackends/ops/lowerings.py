@@ -27,6 +27,8 @@ class Lowering:
     ``exact_nonfinite`` says whether NaN and Inf come out as the source op's direct formula
     says whenever the target's kernel keeps its own formula's; a lowering that is not exact
     is guarded by dispatch (:mod:`.nonfinite`), which needs rules for its source op.
+    ``reports_refusal`` says whether the reason it does not apply belongs in an error
+    message (the layout lowerings' does not: every channels-first call would list them).
     """
 
     name: str
@@ -36,6 +38,7 @@ class Lowering:
     rewrite: object
     run: object
     exact_nonfinite: bool = True
+    reports_refusal: bool = True
 
 
 def _drop_indices(run_target, operands, spec, target_spec):
@@ -156,7 +159,8 @@ def _run_channels_first(moved):
 def _layout_lowering(op):
     return Lowering(f"{op}:channels_last->channels_first", op, op,
                     "the channels-first kernel on transposed views, the result transposed "
-                    "back", _as_channels_first, _run_channels_first(LAYOUT_OPERANDS[op]))
+                    "back", _as_channels_first, _run_channels_first(LAYOUT_OPERANDS[op]),
+                    reports_refusal=False)
 
 
 def _channels_first_only(low):
