@@ -37,8 +37,9 @@ def test_googlenet_explain_prints_every_branch_layer(data_format):
     assert headers[5][1] == "MaxPool2d"
     assert out.count("choice: ") == 7
     if data_format == "channels_last":
-        assert "conv:channels_last->channels_first" in out      # backends without a kernel
-        assert "layout=channels_last, no transposes" in out     # im2col's own
+        # im2col's own channels-last convolution; pooling through the layout lowering
+        assert "layout=channels_last, no transposes" in out
+        assert "lowering max_pool:channels_last->channels_first" in out
 
 
 def test_fcn8s_segment_keeps_the_input_size_and_shows_the_skips():
