@@ -329,3 +329,22 @@ def test_training_step_channels_last_matches_channels_first(rng):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
     for (name, a), (_, b) in zip(first.state_dict().items(), last.state_dict().items()):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nonfinite_weight_with_padding_channels_last(backend, rng):
+    """An Inf weight meets the padding's zeros: NaN where the direct formula has 0 * Inf,
+    in channels last as in channels first (native kernels included)."""
+    x, w, b = _conv_case(rng, (2, 4, 6, 7), (3, 4, 3, 3), {}, np.float32)
+    w[1, 2, 0, 0], w[2, 0, 1, 1] = np.inf, np.nan
+    x[1, 3, 2, 2] = -np.inf
+    y = _run_last(backend, "conv2d", x, w, b, padding=1)
+    if y is None:
+        return
+    ref = run_oracle("conv2d", {"padding": 1}, {"x": x, "weight": w, "bias": b})
+    y = _first(y)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(y), np.isneginf(ref))
+    finite = np.isfinite(ref)
+    assert_close(y[finite], ref[finite], tolerance(backend, np.float32))

@@ -256,7 +256,8 @@ class NumbaBackend(Backend):
         with _thread_budget(spec):
             layout_kernels.conv_channels_last(
                 x5, w5, _bias(bias, spec), params_3d(spec.stride, 1),
-                pads_3d(spec.padding)[0], params_3d(spec.dilation, 1), y5)
+                pads_3d(spec.padding)[0], params_3d(spec.dilation, 1),
+                spec.has_padding and not np.isfinite(w5).all(), y5)
         return y
 
     def conv(self, x, weight, bias, spec, out=None):
