@@ -348,3 +348,49 @@ def test_nonfinite_weight_with_padding_channels_last(backend, rng):
     np.testing.assert_array_equal(np.isneginf(y), np.isneginf(ref))
     finite = np.isfinite(ref)
     assert_close(y[finite], ref[finite], tolerance(backend, np.float32))
+
+
+# Geometries above im2col's thresholds for its own channels-last kernel.
+NATIVE_CASES = [
+    ("conv2d", (1, 16, 30, 30), (8, 16, 3, 3), {"padding": 1}),
+    ("conv2d", (2, 16, 20, 21), (8, 16, 1, 1), {}),
+    ("conv2d", (2, 17, 41, 39), (5, 17, 3, 2), {"stride": 2, "padding": [(2, 0), (1, 3)]}),
+    ("conv2d", (1, 16, 31, 33), (4, 16, 3, 3), {"dilation": 2, "padding": "same",
+                                                "padding_mode": "reflect"}),
+    ("conv1d", (2, 16, 450), (6, 16, 5), {"padding": 2}),
+    ("conv3d", (1, 16, 10, 10, 9), (4, 16, 3, 3, 3), {"padding": 1}),
+]
+
+
+@pytest.mark.skipif("im2col" not in BACKENDS, reason="im2col is not available")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("func, x_shape, w_shape, kwargs", NATIVE_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(NATIVE_CASES)])
+def test_im2col_channels_last_kernel_matches_oracle(func, x_shape, w_shape, kwargs, dtype,
+                                                   rng):
+    x, w, b = _conv_case(rng, x_shape, w_shape, kwargs, dtype)
+    report = str(cb.explain(_last(x).shape, w.shape, dtype=np.dtype(dtype).name,
+                            data_format=LAST, backend="im2col",
+                            **{k: v for k, v in kwargs.items() if k != "padding_mode"}))
+    assert "plan: conv: im2col's own kernel" in report
+    assert "layout=channels_last, no transposes" in report
+    y = _run_last("im2col", func, x, w, b, **kwargs)
+    out = np.empty_like(y)
+    again = getattr(cb, func)(_last(x), w, b, backend="im2col", data_format=LAST, out=out,
+                              **kwargs)
+    assert again is out
+    np.testing.assert_array_equal(out, y)
+    ref = run_oracle(func, kwargs, {"x": x, "weight": w, "bias": b})
+    assert_close(_first(y), ref, tolerance("im2col", dtype))
+
+
+def test_im2col_channels_last_below_thresholds_takes_the_lowering():
+    small = str(cb.explain((1, 14, 14, 256), (256, 256, 3, 3), padding=1,
+                           data_format=LAST, backend="im2col"))
+    assert "lowering conv:channels_last->channels_first" in small
+    stem = cb.explain((1, 224, 224, 3), (64, 3, 7, 7), stride=2, padding=3,
+                      data_format=LAST, backend="im2col")
+    assert stem.steps[0].startswith("conv -> conv: lowering conv:channels_last")
+    big = cb.explain((8, 56, 56, 64), (64, 64, 3, 3), padding=1, data_format=LAST,
+                     backend="im2col")
+    assert big.steps == ["conv: im2col's own kernel"]

@@ -11,10 +11,12 @@ into the GEMM's columns instead. A 1x1 kernel at stride 1 without padding needs 
 all: the input itself is the column matrix. The workspace (``N*C*R*P`` elements) is bounded
 by running the batch in chunks of at most ``workspace_limit`` bytes.
 
-Channels last (``data_format="channels_last"``, groups 1) is computed natively: the
-patches ``(N*P, R*C)`` (channels innermost, so each copy moves runs of ``C`` elements) times
-the weight as ``(R*C, K)`` give the ``(N, *out, K)`` output directly, one GEMM per batch
-chunk; a 1x1 kernel at stride 1 is ``(N*P, C) @ (C, K)`` on the input itself.
+Channels last (``data_format="channels_last"``) is computed natively where that measured
+faster than the layout lowering (groups 1, at least ``CHANNELS_LAST_MIN_ROWS`` output rows
+and ``CHANNELS_LAST_MIN_CHANNELS`` input channels): the patches ``(N*P, R*C)`` (channels
+innermost, so each copy moves runs of ``C`` elements) times the weight as ``(R*C, K)`` give
+the ``(N, *out, K)`` output directly, one GEMM per batch chunk; a 1x1 kernel at stride 1 is
+``(N*P, C) @ (C, K)`` on the input itself.
 
 Transposed convolution is the adjoint: ``cols = W_groupᵀ @ x`` then col2im, one strided
 add per kernel offset into the full output, which is then cropped by the padding.
@@ -31,6 +33,12 @@ from ..spec.layout import CHANNELS_LAST
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
+# The channels-last kernel runs where it beat the layout lowering (docs/perf-layout.md,
+# ResNet-18 at batch 1 and 8): from 784 output rows N*P (0.13-0.82x the lowering's time;
+# at 392 rows and below it took 1.6-7.5x) and with more than 3 input channels (the 3-channel
+# stem's patches are runs of 3 elements: 1.3-2x).
+CHANNELS_LAST_MIN_ROWS = 784
+CHANNELS_LAST_MIN_CHANNELS = 16
 # Below this many output positions per sample, the batch joins the GEMM's columns.
 SMALL_OUTPUT = 256
 
@@ -133,8 +141,21 @@ class Im2colBackend(Backend):
     def supports(self, op, spec):
         if op not in ("conv", "conv_transpose"):
             return f"im2col computes convolutions only, not {op}"
-        if spec.data_format == CHANNELS_LAST and spec.groups > 1:
+        if spec.data_format == CHANNELS_LAST:
+            return self._channels_last_refusal(spec)
+        return None
+
+    @staticmethod
+    def _channels_last_refusal(spec):
+        """Why the channels-last kernel does not take ``spec`` (the layout lowering then
+        runs the channels-first one), or ``None``."""
+        rows = spec.batch * math.prod(spec.output_spatial)
+        if spec.groups > 1:
             return "im2col's channels_last kernel takes groups=1 only"
+        if rows < CHANNELS_LAST_MIN_ROWS or spec.in_channels < CHANNELS_LAST_MIN_CHANNELS:
+            return (f"im2col's channels_last kernel is slower than the layout lowering below "
+                    f"{CHANNELS_LAST_MIN_ROWS} output rows (N*P = {rows}) or "
+                    f"{CHANNELS_LAST_MIN_CHANNELS} input channels (C = {spec.in_channels})")
         return None
 
     @staticmethod

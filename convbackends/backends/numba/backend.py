@@ -36,10 +36,9 @@ import math
 import numba
 import numpy as np
 
-from . import kernels, layout_kernels
+from . import kernels
 from ...spec.geometry import lift_3d as as_3d, pads_3d, params_3d, tap_ranges, window_indices
 from ...spec.pool import invalid_index_error
-from ...spec.layout import CHANNELS_LAST
 from ..base import Backend
 
 # Output channels computed together: each input row read feeds all of them.
@@ -206,17 +205,8 @@ class NumbaBackend(Backend):
     limits = ("none (every op, geometry and dtype); first call per dtype compiles "
               "(seconds, cached on disk)")
     writes_out = True
-    channels_last_ops = ("conv",)
-
-    def supports(self, op, spec):
-        why = super().supports(op, spec)
-        if why is None and spec.data_format == CHANNELS_LAST and spec.groups > 1:
-            return "numba's channels_last kernel takes groups=1 only"
-        return why
 
     def workspace_bytes(self, op, spec):
-        if op == "conv" and spec.data_format == CHANNELS_LAST:
-            return math.prod(spec.weight_shape) * spec.itemsize    # the weight, reordered
         if op != "conv":
             return 0
         q_shape = _phase_geometry(spec, 1)[0]
@@ -231,10 +221,7 @@ class NumbaBackend(Backend):
 
     def plan(self, op, spec):
         facts = {"threads": _threads(spec)}
-        if op == "conv" and spec.data_format == CHANNELS_LAST:
-            facts.update(layout="channels_last, no transposes",
-                         kernel="direct, output channels innermost")
-        elif op == "conv":
+        if op == "conv":
             stride = max(spec.stride[-2:]) if spec.ndim > 1 else spec.stride[0]
             facts.update(kernel="depthwise" if _depthwise(spec) else "direct",
                          phases=stride ** min(spec.ndim, 2),
@@ -243,26 +230,7 @@ class NumbaBackend(Backend):
             facts.update(kernel="gather per output row")
         return facts
 
-    def _conv_channels_last(self, x, weight, bias, spec, out):
-        """``(N, *S, C)`` in, ``(N, *O, K)`` out, channels innermost
-        (:func:`.layout_kernels.conv_channels_last`), lifted to 3-D."""
-        y = np.empty(spec.output_shape, spec.dtype) if out is None else out
-        lift = (1,) * (3 - spec.ndim)
-        x5 = np.ascontiguousarray(x).reshape((spec.batch,) + lift + tuple(spec.input_spatial)
-                                             + (spec.in_channels,))
-        w5 = np.ascontiguousarray(np.moveaxis(np.asarray(weight), (0, 1), (-1, -2)))
-        w5 = w5.reshape(lift + tuple(spec.kernel) + (spec.in_channels, spec.out_channels))
-        y5 = y.reshape((spec.batch,) + lift + spec.output_spatial + (spec.out_channels,))
-        with _thread_budget(spec):
-            layout_kernels.conv_channels_last(
-                x5, w5, _bias(bias, spec), params_3d(spec.stride, 1),
-                pads_3d(spec.padding)[0], params_3d(spec.dilation, 1),
-                spec.has_padding and not np.isfinite(w5).all(), y5)
-        return y
-
     def conv(self, x, weight, bias, spec, out=None):
-        if spec.data_format == CHANNELS_LAST:
-            return self._conv_channels_last(x, weight, bias, spec, out)
         y, y3 = _output(spec, spec.out_channels, out)
         x3, w3, b = as_3d(x, spec.ndim), as_3d(weight, spec.ndim), _bias(bias, spec)
         stride, dilation = params_3d(spec.stride, 1), params_3d(spec.dilation, 1)
