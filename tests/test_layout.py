@@ -394,3 +394,27 @@ def test_im2col_channels_last_below_thresholds_takes_the_lowering():
     big = cb.explain((8, 56, 56, 64), (64, 64, 3, 3), padding=1, data_format=LAST,
                      backend="im2col")
     assert big.steps == ["conv: im2col's own kernel"]
+
+
+def test_fused_channels_last_model_gives_the_unfused_outputs(rng):
+    """Inference fusion keeps the layout: BatchNorm folded, ReLU and the residual add as
+    the epilogue, on NHWC input, with the channels-first model's logits."""
+    first = cb.models.resnet18(rng=0).eval()
+    last = cb.models.resnet18(rng=1, data_format=LAST).eval()
+    last.load_state_dict(first.state_dict())
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    ref = first(x)
+    fused = cb.nn.fuse(last)
+    assert "FusedConv" in repr(fused)
+    np.testing.assert_allclose(fused(_last(x)), ref, rtol=2e-4, atol=2e-4 * np.abs(ref).max())
+
+
+def test_im2col_channels_last_kernel_applies_the_epilogue(rng):
+    x, w, b = _conv_case(rng, (4, 16, 16, 16), (8, 16, 3, 3), {}, np.float32)
+    res = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)
+    assert "im2col's own kernel" in str(cb.explain((4, 16, 16, 16), (8, 16, 3, 3), padding=1,
+                                                   data_format=LAST, backend="im2col"))
+    got = cb.conv2d(_last(x), w, b, padding=1, backend="im2col", data_format=LAST,
+                    activation="relu", residual=_last(res))
+    ref = run_oracle("conv2d", {"padding": 1}, {"x": x, "weight": w, "bias": b})
+    assert_close(_first(got), np.maximum(ref + res, 0), tolerance("im2col", np.float32))
