@@ -28,6 +28,7 @@ from .ops import get_op
 from .ops.epilogue import make_epilogue
 from .ops.gradients import fold_padding
 from .spec import check_dtypes, invalid_index_error, padded_spec
+from .spec.layout import CHANNELS_FIRST
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d",
            "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d",
@@ -122,7 +123,9 @@ def _prepare(func, entry, arrays, spec, inner, batched, padding_mode, device):
         if device:
             raise UnsupportedError(f"{func}: padding_mode={padding_mode!r} on device arrays "
                                    f"is not supported; pad on the device first")
-        pads = [(0, 0), (0, 0)] + [list(p) for p in spec.padding]
+        spatial = [list(p) for p in spec.padding]
+        pads = ([(0, 0), (0, 0)] + spatial if spec.data_format == CHANNELS_FIRST
+                else [(0, 0)] + spatial + [(0, 0)])
         arrays[0] = np.pad(arrays[0], pads, mode=_NP_PAD_MODE[padding_mode])
     return arrays
 
@@ -225,14 +228,16 @@ def _torch_keywords(fn):
     return call
 
 
-def _conv_params(stride, padding, dilation, groups, output_padding=0):
+def _conv_params(stride, padding, dilation, groups, output_padding=0,
+                 data_format="channels_first"):
     return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                output_padding=output_padding)
+                output_padding=output_padding, data_format=data_format)
 
 
 @_torch_keywords
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", backend=None, *, out=None, activation=None, residual=None):
+         padding_mode="zeros", backend=None, *, out=None, activation=None, residual=None,
+         data_format="channels_first"):
     """N-D convolution (cross-correlation), as ``torch.nn.functional.conv{1,2,3}d``.
 
     The number of spatial dims is ``weight.ndim - 2``.
@@ -257,25 +262,32 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         Applied last: ``y = activation(conv(x, weight, bias) + residual)``, in the output's
         own memory and, on backends that fuse it (im2col, winograd), while each block of
         the output is still in cache. NaN stays NaN through ``relu``, as in PyTorch.
+    data_format : {"channels_first", "channels_last"}
+        The layout of ``x`` and the result: ``(N, C, *spatial)`` or ``(N, *spatial, C)``
+        (Keras' names). The weight keeps PyTorch's layout either way. Backends with a
+        channels-last kernel compute in that layout; the others run their channels-first
+        kernel on transposed views (``explain()`` shows which). Default: "channels_first"
 
     Returns
     -------
-    ndarray, shape ``(N, C_out, *out_spatial)`` (unbatched in, unbatched out), the input's
-    dtype; a Numba device array for device input on the CUDA backend.
+    ndarray, shape ``(N, C_out, *out_spatial)`` (``(N, *out_spatial, C_out)`` channels
+    last; unbatched in, unbatched out), the input's dtype; a Numba device array for device
+    input on the CUDA backend.
     """
     return _call("conv", "conv", None, (x, weight, bias),
-                 _conv_params(stride, padding, dilation, groups), backend, out, padding_mode,
-                 activation, residual)
+                 _conv_params(stride, padding, dilation, groups, data_format=data_format),
+                 backend, out, padding_mode, activation, residual)
 
 
 def _conv_nd(nd):
     @_torch_keywords
     def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                 padding_mode="zeros", backend=None, *, out=None, activation=None,
-                residual=None):
+                residual=None, data_format="channels_first"):
         return _call("conv", f"conv{nd}d", nd, (x, weight, bias),
-                     _conv_params(stride, padding, dilation, groups), backend, out,
-                     padding_mode, activation, residual)
+                     _conv_params(stride, padding, dilation, groups,
+                                  data_format=data_format), backend, out, padding_mode,
+                     activation, residual)
     conv_nd.__name__ = conv_nd.__qualname__ = f"conv{nd}d"
     conv_nd.__doc__ = (f"{nd}-D convolution, as ``torch.nn.functional.conv{nd}d``; see "
                        f":func:`conv`.")
@@ -287,24 +299,27 @@ conv1d, conv2d, conv3d = _conv_nd(1), _conv_nd(2), _conv_nd(3)
 
 @_torch_keywords
 def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                   dilation=1, backend=None, *, out=None):
+                   dilation=1, backend=None, *, out=None, data_format="channels_first"):
     """N-D transposed convolution, as ``torch.nn.functional.conv_transpose{1,2,3}d``.
 
     The adjoint of :func:`conv`: ``weight`` has shape ``(C_in, C_out // groups, *kernel)``;
     ``padding`` (int, per dim, or ``(before, after)`` pairs) removes that many elements from
     each end of the full output; ``output_padding`` adds elements at the end.
+    ``data_format`` as :func:`conv`'s.
     """
     return _call("conv_transpose", "conv_transpose", None, (x, weight, bias),
-                 _conv_params(stride, padding, dilation, groups, output_padding), backend, out)
+                 _conv_params(stride, padding, dilation, groups, output_padding, data_format),
+                 backend, out)
 
 
 def _conv_transpose_nd(nd):
     @_torch_keywords
     def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=0,
-                          groups=1, dilation=1, backend=None, *, out=None):
+                          groups=1, dilation=1, backend=None, *, out=None,
+                          data_format="channels_first"):
         return _call("conv_transpose", f"conv_transpose{nd}d", nd, (x, weight, bias),
-                     _conv_params(stride, padding, dilation, groups, output_padding),
-                     backend, out)
+                     _conv_params(stride, padding, dilation, groups, output_padding,
+                                  data_format), backend, out)
     conv_transpose_nd.__name__ = conv_transpose_nd.__qualname__ = f"conv_transpose{nd}d"
     conv_transpose_nd.__doc__ = (f"{nd}-D transposed convolution, as "
                                  f"``torch.nn.functional.conv_transpose{nd}d``; see "
@@ -328,17 +343,22 @@ _MAX_POOL_DOC = """{nd}-D max pooling, as ``torch.nn.functional.max_pool{nd}d``.
     2-D), as :func:`max_unpool{nd}d` takes them. Among equal maxima the first in scan order
     is chosen; a NaN wins over any number, and of several NaNs the last; a window wholly in
     padding has index -1. ``out`` receives the values.
+
+    ``data_format="channels_last"`` takes and gives ``(N, *spatial, C)``; the indices
+    are laid out like the values and still count positions within each ``(n, c)`` plane.
     """
 
 
 def _max_pool_nd(nd):
     @_torch_keywords
     def max_pool_nd(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                    return_indices=False, backend=None, *, out=None):
+                    return_indices=False, backend=None, *, out=None,
+                    data_format="channels_first"):
         op = "max_pool_with_indices" if return_indices else "max_pool"
         return _call(op, f"max_pool{nd}d", nd, (x,),
                      dict(kernel_size=kernel_size, stride=stride, padding=padding,
-                          dilation=dilation, ceil_mode=ceil_mode), backend, out)
+                          dilation=dilation, ceil_mode=ceil_mode, data_format=data_format),
+                     backend, out)
     max_pool_nd.__name__ = max_pool_nd.__qualname__ = f"max_pool{nd}d"
     max_pool_nd.__doc__ = _MAX_POOL_DOC.format(nd=nd)
     return max_pool_nd
@@ -351,6 +371,7 @@ _AVG_POOL_DOC = """{nd}-D average pooling, as ``torch.nn.functional.avg_pool{nd}
     With ``count_include_pad`` the divisor counts padding taps (but not the part of a
     ceil-mode window beyond the padding); without it, only taps inside the input.
     {override}``dilation`` is an extension beyond PyTorch (ONNX has it).
+    ``data_format="channels_last"`` takes and gives ``(N, *spatial, C)``.
     """
 _OVERRIDE_DOC = ("``divisor_override``, when given, divides every window by it (not "
                  "zero).\n    ")
@@ -358,24 +379,27 @@ _OVERRIDE_DOC = ("``divisor_override``, when given, divides every window by it (
 
 @_torch_keywords
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, dilation=1, backend=None, *, out=None):
+               count_include_pad=True, dilation=1, backend=None, *, out=None,
+               data_format="channels_first"):
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d``; see :func:`avg_pool2d`."""
     return _call("avg_pool", "avg_pool1d", 1, (x,),
                  dict(kernel_size=kernel_size, stride=stride, padding=padding,
                       dilation=dilation, ceil_mode=ceil_mode,
-                      count_include_pad=count_include_pad), backend, out)
+                      count_include_pad=count_include_pad, data_format=data_format),
+                 backend, out)
 
 
 def _avg_pool_nd(nd):
     @_torch_keywords
     def avg_pool_nd(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                     count_include_pad=True, divisor_override=None, dilation=1, backend=None,
-                    *, out=None):
+                    *, out=None, data_format="channels_first"):
         return _call("avg_pool", f"avg_pool{nd}d", nd, (x,),
                      dict(kernel_size=kernel_size, stride=stride, padding=padding,
                           dilation=dilation, ceil_mode=ceil_mode,
                           count_include_pad=count_include_pad,
-                          divisor_override=divisor_override), backend, out)
+                          divisor_override=divisor_override, data_format=data_format),
+                     backend, out)
     avg_pool_nd.__name__ = avg_pool_nd.__qualname__ = f"avg_pool{nd}d"
     avg_pool_nd.__doc__ = _AVG_POOL_DOC.format(nd=nd, override=_OVERRIDE_DOC)
     return avg_pool_nd
@@ -386,9 +410,10 @@ avg_pool2d, avg_pool3d = _avg_pool_nd(2), _avg_pool_nd(3)
 
 def _adaptive_avg_pool_nd(nd):
     @_torch_keywords
-    def adaptive_avg_pool_nd(x, output_size, backend=None, *, out=None):
+    def adaptive_avg_pool_nd(x, output_size, backend=None, *, out=None,
+                             data_format="channels_first"):
         return _call("adaptive_avg_pool", f"adaptive_avg_pool{nd}d", nd, (x,),
-                     dict(output_size=output_size), backend, out)
+                     dict(output_size=output_size, data_format=data_format), backend, out)
     adaptive_avg_pool_nd.__name__ = adaptive_avg_pool_nd.__qualname__ = \
         f"adaptive_avg_pool{nd}d"
     adaptive_avg_pool_nd.__doc__ = (
@@ -405,9 +430,10 @@ adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d = (
 def _adaptive_max_pool_nd(nd):
     @_torch_keywords
     def adaptive_max_pool_nd(x, output_size, return_indices=False, backend=None, *,
-                             out=None):
+                             out=None, data_format="channels_first"):
         values, indices = _call("adaptive_max_pool", f"adaptive_max_pool{nd}d", nd, (x,),
-                                dict(output_size=output_size), backend, out)
+                                dict(output_size=output_size, data_format=data_format),
+                                backend, out)
         return (values, indices) if return_indices else values
     adaptive_max_pool_nd.__name__ = adaptive_max_pool_nd.__qualname__ = \
         f"adaptive_max_pool{nd}d"
@@ -426,10 +452,10 @@ adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d = (
 def _max_unpool_nd(nd):
     @_torch_keywords
     def max_unpool_nd(x, indices, kernel_size, stride=None, padding=0, output_size=None,
-                      backend=None, *, out=None):
+                      backend=None, *, out=None, data_format="channels_first"):
         return _call("max_unpool", f"max_unpool{nd}d", nd, (x, indices),
                      dict(kernel_size=kernel_size, stride=stride, padding=padding,
-                          output_size=output_size), backend, out)
+                          output_size=output_size, data_format=data_format), backend, out)
     max_unpool_nd.__name__ = max_unpool_nd.__qualname__ = f"max_unpool{nd}d"
     max_unpool_nd.__doc__ = (
         f"{nd}-D max unpooling, as ``torch.nn.functional.max_unpool{nd}d``: the partial "
@@ -446,11 +472,12 @@ max_unpool1d, max_unpool2d, max_unpool3d = (
 
 
 @_torch_keywords
-def global_avg_pool(x, backend=None, *, out=None):
-    """Mean over every spatial dim of ``(N, C, *spatial)``, kept as size 1."""
+def global_avg_pool(x, backend=None, *, out=None, data_format="channels_first"):
+    """Mean over every spatial dim of ``(N, C, *spatial)`` (``(N, *spatial, C)`` channels
+    last), kept as size 1."""
     ndim = len(x.shape) if is_device_array(x) else np.ndim(x)
     if ndim < 3 or ndim > 5:
         raise ShapeError(f"global_avg_pool: expected input (N, C, *spatial) with 1 to 3 "
                          f"spatial dims, got input of size {list(np.shape(x))}")
     return _call("adaptive_avg_pool", "global_avg_pool", ndim - 2, (x,),
-                 dict(output_size=1), backend, out)
+                 dict(output_size=1, data_format=data_format), backend, out)

@@ -23,7 +23,7 @@ from reference import oracle
 ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "mobilenet", "signals",
-            "volumes", "large-kernels"]
+            "volumes", "large-kernels", "googlenet", "fcn8s"]
 
 
 # ------------------------------------------------------------------------------ workloads

@@ -11,6 +11,13 @@ into the GEMM's columns instead. A 1x1 kernel at stride 1 without padding needs 
 all: the input itself is the column matrix. The workspace (``N*C*R*P`` elements) is bounded
 by running the batch in chunks of at most ``workspace_limit`` bytes.
 
+Channels last (``data_format="channels_last"``) is computed natively where that measured
+faster than the layout lowering (groups 1, at least ``CHANNELS_LAST_MIN_ROWS`` output rows
+and ``CHANNELS_LAST_MIN_CHANNELS`` input channels): the patches ``(N*P, R*C)`` (channels
+innermost, so each copy moves runs of ``C`` elements) times the weight as ``(R*C, K)`` give
+the ``(N, *out, K)`` output directly, one GEMM per batch chunk; a 1x1 kernel at stride 1 is
+``(N*P, C) @ (C, K)`` on the input itself.
+
 Transposed convolution is the adjoint: ``cols = W_groupᵀ @ x`` then col2im, one strided
 add per kernel offset into the full output, which is then cropped by the padding.
 """
@@ -22,10 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..spec.geometry import tap_range
+from ..spec.layout import CHANNELS_LAST
 from . import _blas
 from .base import Backend
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
+# The channels-last kernel runs where it beat the layout lowering (docs/perf-layout.md,
+# ResNet-18 at batch 1 and 8): from 784 output rows N*P (0.13-0.82x the lowering's time;
+# at 392 rows and below it took 1.6-7.5x) and with more than 3 input channels (the 3-channel
+# stem's patches are runs of 3 elements: 1.3-2x).
+CHANNELS_LAST_MIN_ROWS = 784
+CHANNELS_LAST_MIN_CHANNELS = 16
 # Below this many output positions per sample, the batch joins the GEMM's columns.
 SMALL_OUTPUT = 256
 
@@ -63,6 +77,31 @@ def _fill_columns(cols, x, spec):
                     plane[tuple(index)] = 0
 
 
+def _fill_columns_last(cols, x, spec):
+    """Channels last: ``cols[n, *out, *r, c] = x[n, out*stride + r*dilation - pad, c]``,
+    zero outside x; each copy moves runs of ``C`` contiguous elements."""
+    nd = spec.ndim
+    taps = cols.reshape(cols.shape[:1 + nd] + (-1, cols.shape[-1]))
+    for r, offset in enumerate(_offsets(spec.kernel)):
+        dst, src, ranges = [], [], []
+        for L, O, s, d, (pb, _), k in zip(spec.input_spatial, spec.output_spatial,
+                                           spec.stride, spec.dilation, spec.padding, offset):
+            lo, hi = tap_range(k, L, O, d, pb, s)    # as in _fill_columns
+            start = k * d - pb
+            ranges.append((lo, hi, O))
+            dst.append(slice(lo, hi))
+            src.append(slice(start + lo * s, start + (hi - 1) * s + 1, s) if hi > lo
+                       else slice(0, 0))
+        plane = taps[(Ellipsis, r, slice(None))]
+        plane[(slice(None),) + tuple(dst)] = x[(slice(None),) + tuple(src)]
+        for axis, (lo, hi, O) in enumerate(ranges):
+            for zero in (slice(0, lo), slice(hi, O)):
+                if zero.stop > zero.start:
+                    index = [slice(None)] * (2 + nd)
+                    index[1 + axis] = zero
+                    plane[tuple(index)] = 0
+
+
 def _window(spatial_offset, dilation, stride, out):
     """Slices picking, for one kernel offset, the input element of every output position."""
     return tuple(slice(r * d, r * d + (o - 1) * s + 1, s)
@@ -81,6 +120,7 @@ class Im2colBackend(Backend):
     limits = "convolution and transposed convolution only; workspace N*C*prod(k)*prod(out)"
     writes_out = True
     fuses_epilogue = True
+    channels_last_ops = ("conv",)
 
     def __init__(self, workspace_limit=DEFAULT_WORKSPACE_LIMIT, split_gemm=True):
         self.workspace_limit = workspace_limit
@@ -94,18 +134,20 @@ class Im2colBackend(Backend):
             return _blas.matmul(a, b, out)
         return np.matmul(a, b, out=out)
 
-    def _unfold(self, cols, x, spec):
-        """Fill the columns, split over the batch across threads: NumPy copies release the
-        GIL, and one thread alone cannot saturate memory bandwidth."""
+    def _unfold(self, cols, x, spec, fill=None):
+        """Fill the columns (``fill``: :func:`_fill_columns` by default), split over the
+        batch across threads: NumPy copies release the GIL, and one thread alone cannot
+        saturate memory bandwidth."""
+        fill = _fill_columns if fill is None else fill
         workers = min(len(x), os.cpu_count() or 1, 4)
         if workers < 2 or cols.size < 2**16:
-            _fill_columns(cols, x, spec)
+            fill(cols, x, spec)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4),
                                             thread_name_prefix="convbackends-im2col")
         bounds = np.linspace(0, len(x), workers + 1).astype(int)
-        jobs = [self._pool.submit(_fill_columns, cols[a:b], x[a:b], spec)
+        jobs = [self._pool.submit(fill, cols[a:b], x[a:b], spec)
                 for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         for job in jobs:
             job.result()
@@ -113,6 +155,21 @@ class Im2colBackend(Backend):
     def supports(self, op, spec):
         if op not in ("conv", "conv_transpose"):
             return f"im2col computes convolutions only, not {op}"
+        if spec.data_format == CHANNELS_LAST:
+            return self._channels_last_refusal(spec)
+        return None
+
+    @staticmethod
+    def _channels_last_refusal(spec):
+        """Why the channels-last kernel does not take ``spec`` (the layout lowering then
+        runs the channels-first one), or ``None``."""
+        rows = spec.batch * math.prod(spec.output_spatial)
+        if spec.groups > 1:
+            return "im2col's channels_last kernel takes groups=1 only"
+        if rows < CHANNELS_LAST_MIN_ROWS or spec.in_channels < CHANNELS_LAST_MIN_CHANNELS:
+            return (f"im2col's channels_last kernel is slower than the layout lowering below "
+                    f"{CHANNELS_LAST_MIN_ROWS} output rows (N*P = {rows}) or "
+                    f"{CHANNELS_LAST_MIN_CHANNELS} input channels (C = {spec.in_channels})")
         return None
 
     @staticmethod
@@ -146,6 +203,11 @@ class Im2colBackend(Backend):
         return self._chunk(op, spec) * self._bytes_per_sample(op, spec)
 
     def plan(self, op, spec):
+        if spec.data_format == CHANNELS_LAST:
+            return {"layout": "channels_last, no transposes",
+                    "unfold": ("none (1x1, stride 1)" if not self._needs_unfold(spec)
+                               else "patches (N*P, R*C), threaded copies"),
+                    "gemm": "(N*P, R*C) @ (R*C, K)", "batch_chunk": self._chunk(op, spec)}
         if op == "conv" and not self._needs_unfold(spec):
             return {"unfold": "none (1x1, stride 1)", "gemm": "per group"}
         small = op == "conv" and math.prod(spec.output_spatial) < SMALL_OUTPUT
@@ -157,6 +219,8 @@ class Im2colBackend(Backend):
         # NaN and Inf follow IEEE arithmetic through the GEMM (padding is zeroed columns, so
         # 0 * Inf is NaN there, as directly); they are results, not errors to warn about.
         with np.errstate(invalid="ignore", over="ignore"):
+            if spec.data_format == CHANNELS_LAST:
+                return self._conv_channels_last(x, weight, bias, spec, out, epilogue)
             return self._conv(x, weight, bias, spec, out, epilogue)
 
     @staticmethod
@@ -166,6 +230,41 @@ class Im2colBackend(Backend):
         block = y[n0:n1]
         if bias is not None:
             block += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+        if epilogue is not None:
+            epilogue.apply(block, n0, n1)
+
+    def _conv_channels_last(self, x, weight, bias, spec, out, epilogue=None):
+        """``(N, *S, C)`` in, ``(N, *O, K)`` out, no transposes: the patches
+        ``(N*P, R*C)`` (a 1x1 stride-1 input is its own) times the weight as ``(R*C, K)``
+        is the output itself. groups == 1 (see :meth:`supports`). Bias (along the last
+        axis) and epilogue per batch chunk, right after its GEMM."""
+        y = np.empty(spec.output_shape, spec.dtype) if out is None else out
+        N, C, K = spec.batch, spec.in_channels, spec.out_channels
+        P, R = math.prod(spec.output_spatial), math.prod(spec.kernel)
+        # The weight (K, C, *kernel) as (R*C, K), taps outer and channels inner as in cols.
+        w = np.moveaxis(np.asarray(weight), 1, -1).reshape(K, R * C).T
+        y2 = y.reshape(N * P, K)
+        if not self._needs_unfold(spec):
+            self._matmul(np.ascontiguousarray(x).reshape(N * P, C), w, y2)
+            self._finish_channels_last(y, bias, epilogue, 0, N)
+            return y
+        x = np.ascontiguousarray(x)
+        chunk = self._chunk("conv", spec)
+        cols = np.empty((chunk,) + spec.output_spatial + spec.kernel + (C,), spec.dtype)
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            c = cols[:n1 - n0]
+            self._unfold(c, x[n0:n1], spec, _fill_columns_last)
+            self._matmul(c.reshape((n1 - n0) * P, R * C), w, y2[n0 * P:n1 * P])
+            self._finish_channels_last(y, bias, epilogue, n0, n1)
+        return y
+
+    @staticmethod
+    def _finish_channels_last(y, bias, epilogue, n0, n1):
+        """:meth:`_finish` for a channels-last output: the bias along its last axis."""
+        block = y[n0:n1]
+        if bias is not None:
+            block += bias
         if epilogue is not None:
             epilogue.apply(block, n0, n1)
 

@@ -165,7 +165,8 @@ def explain(x_shape, w_shape=None, *, op="conv", dtype="float32", padding_mode="
         The op's parameters as its function takes them: ``stride``, ``padding``,
         ``dilation``, ``groups``, ``output_padding`` for convolutions; ``kernel_size``,
         ``stride``, ``padding``, ``dilation``, ``ceil_mode``, ``count_include_pad``,
-        ``divisor_override`` for pooling; ``output_size`` for adaptive pooling and unpooling.
+        ``divisor_override`` for pooling; ``output_size`` for adaptive pooling and unpooling;
+        ``data_format`` (``x_shape`` in that layout) for every op that takes it.
 
     Returns
     -------

@@ -3,7 +3,8 @@
 A backend named in the call (or set as the default) runs the op with its own kernel when it
 declares support, else through the first lowering of the op table whose target it can run;
 it is never replaced by another backend. ``"auto"`` picks among the backends with a kernel
-for the op (:mod:`.policy`), and only when none has one, among lowerings. A default backend
+for the op (:mod:`.policy`), and only when none has one, among lowerings; a channels-last
+call goes to the backend it picks for the same call channels first. A default backend
 without a kernel for the op, and without a lowering onto its kernels that fits the call,
 leaves that op to ``"auto"`` (``set_backend("im2col")`` still lets a model max-pool).
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import BackendUnavailableError, UnsupportedError
 from ..ops import get_op, nonfinite
+from ..spec.layout import CHANNELS_FIRST, layout_refusal
 from .policy import AutoPolicy
 from .precedence import current_backend
 from .registry import backend_from_arg, backends, get_backend
@@ -103,7 +105,7 @@ class Plan:
 
 def backend_plan(backend, op, spec, device=False):
     """``(plan, None)`` if ``backend`` can run ``op`` on ``spec`` itself, else ``(None, why)``."""
-    why = backend.supports(op, spec)
+    why = layout_refusal(backend, op, spec) or backend.supports(op, spec)
     if why is None and not callable(getattr(backend, op, None)):
         why = f"{backend.name} does not implement {op}"
     if why is None and device and not getattr(backend, "accepts_device_arrays", False):
@@ -116,7 +118,8 @@ def backend_plan(backend, op, spec, device=False):
     for low in get_op(op).lowerings:
         target = low.rewrite(spec)
         if isinstance(target, str):
-            reasons.append(f"{low.name} does not apply: {target}")
+            if low.reports_refusal:
+                reasons.append(f"{low.name} does not apply: {target}")
             continue
         inner, inner_why = backend_plan(backend, low.target, target)
         if inner is not None:
@@ -146,7 +149,24 @@ def supporters(op, spec, device=False):
     return names
 
 
+def _auto_layout_plan(auto, op, spec, dry_run):
+    """A channels-last call on the backend ``"auto"`` picks for the same call channels
+    first: the layout does not change which algorithm wins, only how that backend is
+    reached (its own channels-last kernel, or the layout lowering)."""
+    first = _auto_plan(auto, op, spec.replace(data_format=CHANNELS_FIRST), False, dry_run)
+    plan, _ = backend_plan(first.backend, op, spec)
+    if plan is None:    # the channels-first plan went through auto's own lowerings
+        layout = next(low for low in get_op(op).lowerings if low.target == op)
+        plan = Plan(op, spec, first.backend, lowering=layout, inner=first)
+    how = ("its own kernel" if plan.lowering is None
+           else f"lowering {plan.lowering.name}")
+    plan.reason = f"{first.reason}; {spec.data_format}: {how}"
+    return plan
+
+
 def _auto_plan(auto, op, spec, device, dry_run):
+    if spec.data_format != CHANNELS_FIRST and not device:
+        return _auto_layout_plan(auto, op, spec, dry_run)
     try:
         chosen, reason = auto.choose(op, spec, device=device, dry_run=dry_run)
         return Plan(op, spec, chosen, reason)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import UnsupportedError
 from ..spec import POOL_OPS
+from ..spec.layout import layout_refusal
 
 __all__ = ["AutoPolicy", "Rule", "RULES", "DEFAULT_ORDER"]
 
@@ -164,6 +165,8 @@ class AutoPolicy:
             if device and not getattr(b, "accepts_device_arrays", False):
                 return None
             if not callable(getattr(b, op, None)):
+                return None
+            if layout_refusal(b, op, spec) is not None:
                 return None
             if b.available() is not None or b.supports(op, spec) is not None:
                 return None

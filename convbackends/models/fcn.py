@@ -8,7 +8,9 @@ import numpy as np
 from ..errors import ShapeError
 from ..nn import Conv2d, ConvTranspose2d, Dropout, Module, ReLU
 from ..nn.container import _join
-from ..nn.module import _with_path
+from ..nn.layout import set_data_format, spatial_of
+from ..nn.module import _non_defaults, _with_path
+from ..spec.layout import CHANNELS_FIRST, CHANNELS_LAST, check_data_format
 from .init import kaiming_normal_fan_out
 from .vgg import _features
 
@@ -35,38 +37,47 @@ def bilinear_kernel(channels, size, dtype=np.float32):
 class Crop(Module):
     """``x[..., o:o + H, o:o + W]`` for ``crop(x, (H, W))``: the reference models' crop
     layer with a fixed ``offset`` in both spatial dims (FCN's ``score_pool4c``, ``score``).
-    No parameters; its backward puts the gradient back in place, zero around it."""
+    No parameters; its backward puts the gradient back in place, zero around it. With
+    ``data_format="channels_last"`` the spatial dims are the two before the last."""
 
-    def __init__(self, offset):
+    def __init__(self, offset, *, data_format=CHANNELS_FIRST):
         super().__init__()
         self.offset = offset
+        self.data_format = check_data_format(data_format)
+
+    def _window(self, h, w):
+        o = self.offset
+        window = (slice(o, o + h), slice(o, o + w))
+        return (Ellipsis,) + window + ((slice(None),) if self.data_format == CHANNELS_LAST
+                                       else ())
 
     def output_shape(self, input_shape, size=None):
         shape = tuple(input_shape)
         if size is None:
             return shape
         size, o = tuple(size)[-2:], self.offset
-        if len(shape) < 2 or any(o + s > n for s, n in zip(size, shape[-2:])):
+        last = self.data_format == CHANNELS_LAST
+        if len(shape) < 2 + last or any(o + s > n for s, n in
+                                        zip(size, spatial_of(shape, self.data_format))):
             raise ShapeError(f"Crop: cannot take {list(size)} at offset {o} from input of "
                              f"size {list(shape)}")
-        return shape[:-2] + size
+        return shape[:-3] + size + shape[-1:] if last else shape[:-2] + size
 
     def forward(self, x, size):
         x = np.asarray(x)
-        (h, w), o = self.output_shape(x.shape, size)[-2:], self.offset
-        y = np.ascontiguousarray(x[..., o:o + h, o:o + w])
+        h, w = spatial_of(self.output_shape(x.shape, size), self.data_format)
+        y = np.ascontiguousarray(x[self._window(h, w)])
         self._keep(y, x.shape)
         return y
 
     def _backward(self, grad_output):
         grad, (shape,) = self._take(grad_output)
         full = np.zeros(shape, grad.dtype)
-        h, w = grad.shape[-2:]
-        full[..., self.offset:self.offset + h, self.offset:self.offset + w] = grad
+        full[self._window(*spatial_of(grad.shape, self.data_format))] = grad
         return full
 
     def extra_repr(self):
-        return f"offset={self.offset}"
+        return f"offset={self.offset}" + _non_defaults(self, (("data_format", CHANNELS_FIRST),))
 
 
 class Add(Module):
@@ -138,6 +149,7 @@ class FCN(Module):
     def __init__(self, variant, num_classes=21, dropout=0.5, *, dtype=np.float32,
                  rng=None):
         super().__init__()
+        self.data_format = CHANNELS_FIRST     # set_data_format sets it with its layers
         if variant not in _SKIPS:
             raise ShapeError(f"FCN: variant must be one of {list(_SKIPS)}, got {variant!r}")
         gen = np.random.default_rng(rng)
@@ -185,7 +197,7 @@ class FCN(Module):
 
     def forward(self, x):
         x = np.asarray(x)
-        size = x.shape[-2:]
+        size = spatial_of(x.shape, self.data_format)
         pools, h = {}, x
         for pool, layers in self._pieces():
             for _, layer in layers:
@@ -194,7 +206,8 @@ class FCN(Module):
         for name, step in self._steps():
             if name == "skip":
                 score, pool, crop, fuse = step
-                skip = getattr(self, crop)(getattr(self, score)(pools[pool]), h.shape[-2:])
+                skip = getattr(self, crop)(getattr(self, score)(pools[pool]),
+                                           spatial_of(h.shape, self.data_format))
                 h = getattr(self, fuse)(h, skip)
             else:
                 h = step(h)
@@ -222,7 +235,7 @@ class FCN(Module):
 
     def layer_shapes(self, input_shape, prefix=""):
         shape = tuple(input_shape)
-        size = shape[-2:]
+        size = spatial_of(shape, self.data_format)
         pools = {}
         for pool, layers in self._pieces():
             for name, layer in layers:
@@ -234,7 +247,8 @@ class FCN(Module):
             if name == "skip":
                 score, pool, crop, fuse = step
                 s = yield from self._leaf(score, pools[pool], prefix)
-                s = yield from self._leaf(crop, s, prefix, shape[-2:])
+                s = yield from self._leaf(crop, s, prefix,
+                                          spatial_of(shape, self.data_format))
                 shape = yield from self._leaf(fuse, shape, prefix, s)
             else:
                 shape = yield from self._leaf(name, shape, prefix)
@@ -277,41 +291,47 @@ class FCN(Module):
         return f"variant={self.variant!r}"
 
 
-def _fcn(variant, num_classes, dropout, backend, dtype, rng):
+def _fcn(variant, num_classes, dropout, backend, dtype, rng, data_format):
     model = FCN(variant, num_classes, dropout, dtype=dtype, rng=rng)
     if backend is not None:
         model.backend = backend
-    return model
+    return set_data_format(model, data_format)
 
 
-def fcn32s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def fcn32s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+           data_format=CHANNELS_FIRST):
     """FCN-32s: 136,152,917 parameters at 21 classes (PASCAL VOC's, the default).
 
     The backbone and FC6/FC7 as :class:`FCN` describes, then ``score_fr``; ``upscore``
     (transposed 64x64, stride 32) upsamples the scores 32x in one step and ``score``
     crops them to the input's ``H x W`` at offset 19. Input ``(N, 3, H, W)`` of any
-    size, output ``(N, num_classes, H, W)``.
+    size, output ``(N, num_classes, H, W)``; ``data_format="channels_last"``: input
+    ``(N, H, W, 3)``, output ``(N, H, W, num_classes)``, the same scores.
     """
-    return _fcn("32s", num_classes, dropout, backend, dtype, rng)
+    return _fcn("32s", num_classes, dropout, backend, dtype, rng, data_format)
 
 
-def fcn16s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def fcn16s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+           data_format=CHANNELS_FIRST):
     """FCN-16s: 134,815,994 parameters at 21 classes.
 
     As :func:`fcn32s` up to ``score_fr``; ``upscore2`` (transposed 4x4, stride 2)
     upsamples the scores 2x, ``score_pool4`` (1x1 on pool4) cropped at offset 5
     (``score_pool4c``) is added to them (``fuse_pool4``), ``upscore16`` (32x32, stride
-    16) upsamples the sum and ``score`` crops it at offset 27.
+    16) upsamples the sum and ``score`` crops it at offset 27. ``data_format`` as
+    :func:`fcn32s`'s.
     """
-    return _fcn("16s", num_classes, dropout, backend, dtype, rng)
+    return _fcn("16s", num_classes, dropout, backend, dtype, rng, data_format)
 
 
-def fcn8s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def fcn8s(*, num_classes=21, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+          data_format=CHANNELS_FIRST):
     """FCN-8s: 134,489,759 parameters at 21 classes.
 
     As :func:`fcn16s` up to ``fuse_pool4``; ``upscore_pool4`` (transposed 4x4, stride 2)
     upsamples the sum 2x, ``score_pool3`` (1x1 on pool3) cropped at offset 9
     (``score_pool3c``) is added (``fuse_pool3``), ``upscore8`` (16x16, stride 8)
-    upsamples that and ``score`` crops it at offset 31.
+    upsamples that and ``score`` crops it at offset 31. ``data_format`` as
+    :func:`fcn32s`'s.
     """
-    return _fcn("8s", num_classes, dropout, backend, dtype, rng)
+    return _fcn("8s", num_classes, dropout, backend, dtype, rng, data_format)

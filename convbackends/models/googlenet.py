@@ -10,7 +10,9 @@ from ..errors import ConvError, ShapeError
 from ..nn import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,
                   MaxPool2d, Module, ReLU, Sequential)
 from ..nn.container import _chain, _join
-from ..nn.module import _tape, _with_path
+from ..nn.layout import set_data_format
+from ..nn.module import _non_defaults, _tape, _with_path
+from ..spec.layout import CHANNELS_FIRST, CHANNELS_LAST, check_data_format
 from .init import kaiming_normal_fan_out
 
 __all__ = ["googlenet", "GoogLeNet", "GoogLeNetOutputs", "Inception", "InceptionAux",
@@ -54,11 +56,19 @@ class BasicConv2d(Sequential):
 
 class Concat(Module):
     """Concatenate its inputs along ``dim`` (the channels, ``-3``, for images batched or
-    not): ``cat(a, b, ...)``. No parameters; its backward splits the gradient."""
+    not): ``cat(a, b, ...)``. No parameters; its backward splits the gradient. With
+    ``data_format="channels_last"`` the channels are the last dim, and it joins there
+    (``dim`` names the channels-first position)."""
 
-    def __init__(self, dim=-3):
+    def __init__(self, dim=-3, *, data_format=CHANNELS_FIRST):
         super().__init__()
-        self.dim = dim
+        self._dim = dim
+        self.data_format = check_data_format(data_format)
+
+    @property
+    def dim(self):
+        """The dim it joins along: ``-1`` channels last."""
+        return -1 if self.data_format == CHANNELS_LAST else self._dim
 
     def forward(self, *arrays):
         arrays = [np.asarray(a) for a in arrays]
@@ -85,7 +95,7 @@ class Concat(Module):
         return s[:dim] + (sum(t[dim] for t in shapes),) + s[dim + 1:]
 
     def extra_repr(self):
-        return f"dim={self.dim}"
+        return f"dim={self.dim}" + _non_defaults(self, (("data_format", CHANNELS_FIRST),))
 
 
 class Inception(Module):
@@ -277,7 +287,7 @@ class GoogLeNet(Module):
 
 
 def googlenet(*, num_classes=1000, aux_logits=False, dropout=0.4, aux_dropout=0.7,
-              backend=None, dtype=np.float32, rng=None):
+              backend=None, dtype=np.float32, rng=None, data_format=CHANNELS_FIRST):
     """GoogLeNet (Szegedy et al. 2014) on ``(N, 3, 224, 224)``: 6,998,552 parameters
     (13,378,280 with the auxiliary classifiers).
 
@@ -303,10 +313,14 @@ def googlenet(*, num_classes=1000, aux_logits=False, dropout=0.4, aux_dropout=0.
     :class:`GoogLeNetOutputs`; evaluation mode returns the logits. Convolutions are drawn
     N(0, 2/fan_out) with zero bias (without BatchNorm, PyTorch's default would shrink the
     activations layer by layer), FC layers PyTorch's default.
+
+    ``data_format="channels_last"`` takes ``(N, 224, 224, 3)`` and gives the same logits
+    as the channels-first model with the same ``state_dict`` (see
+    :mod:`convbackends.nn.layout`).
     """
     gen = np.random.default_rng(rng)
     model = GoogLeNet(num_classes, aux_logits, dropout, aux_dropout, dtype=dtype, rng=gen)
     kaiming_normal_fan_out(model, gen)
     if backend is not None:
         model.backend = backend
-    return model
+    return set_data_format(model, data_format)

@@ -5,6 +5,8 @@ import numpy as np
 from ..nn import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linear,
                   MaxPool2d, ReLU, Sequential)
 from .init import kaiming_normal_fan_out
+from ..nn.layout import set_data_format
+from ..spec.layout import CHANNELS_FIRST
 
 __all__ = ["resnet18"]
 
@@ -22,7 +24,8 @@ def _stage(inplanes, planes, blocks, stride, dtype, gen):
                                for _ in range(blocks - 1)))
 
 
-def resnet18(*, num_classes=1000, backend=None, dtype=np.float32, rng=None):
+def resnet18(*, num_classes=1000, backend=None, dtype=np.float32, rng=None,
+             data_format=CHANNELS_FIRST):
     """ResNet-18 (He et al. 2015) on ``(N, 3, 224, 224)``: 11,689,512 parameters.
 
     ``conv1`` 64 7x7/2 pad 3, ``bn1``, ``relu``, ``maxpool`` 3x3/2 pad 1, then
@@ -31,6 +34,9 @@ def resnet18(*, num_classes=1000, backend=None, dtype=np.float32, rng=None):
     ``downsample``), global average pooling ``avgpool``, ``flatten``, ``fc``.
     torchvision's layout, state-dict keys and initialisation (convolutions
     N(0, 2/fan_out), BatchNorm weight 1 and bias 0, ``fc`` PyTorch's default).
+
+    ``data_format="channels_last"``: ``(N, H, W, C)`` input, the channels-first model's
+    outputs for the same ``state_dict`` (see :mod:`convbackends.nn.layout`).
     """
     gen = np.random.default_rng(rng)
     stages, inplanes = {}, 64
@@ -44,4 +50,4 @@ def resnet18(*, num_classes=1000, backend=None, dtype=np.float32, rng=None):
         "flatten": Flatten(), "fc": Linear(512, num_classes, dtype=dtype, rng=gen),
     }, backend=backend)
     kaiming_normal_fan_out(model, gen)
-    return model
+    return set_data_format(model, data_format)

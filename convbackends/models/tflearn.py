@@ -3,11 +3,14 @@
 import numpy as np
 
 from ..nn import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from ..nn.layout import set_data_format
+from ..spec.layout import CHANNELS_FIRST
 
 __all__ = ["tflearn_cnn"]
 
 
-def tflearn_cnn(*, num_classes=10, backend=None, dtype=np.float32, rng=None):
+def tflearn_cnn(*, num_classes=10, backend=None, dtype=np.float32, rng=None,
+                data_format=CHANNELS_FIRST):
     """The lectures' TFLearn network on ``(N, 3, 32, 32)``: 2,159,114 parameters.
 
     conv 32 3x3 ReLU (32x32) - max pool 2 (16x16) - conv 64 3x3 ReLU - conv 64 3x3 ReLU -
@@ -22,10 +25,13 @@ def tflearn_cnn(*, num_classes=10, backend=None, dtype=np.float32, rng=None):
 
     Children: ``conv1, relu1, pool1, conv2, relu2, conv3, relu3, pool2, flatten, fc1, relu4,
     dropout, fc2``.
+
+    ``data_format="channels_last"``: ``(N, H, W, C)`` input, the channels-first model's
+    outputs for the same ``state_dict`` (see :mod:`convbackends.nn.layout`).
     """
     gen = np.random.default_rng(rng)
     kw = dict(dtype=dtype, rng=gen)
-    return Sequential({
+    return set_data_format(Sequential({
         "conv1": Conv2d(3, 32, 3, padding="same", **kw), "relu1": ReLU(inplace=True),
         "pool1": MaxPool2d(2),
         "conv2": Conv2d(32, 64, 3, padding="same", **kw), "relu2": ReLU(inplace=True),
@@ -34,4 +40,4 @@ def tflearn_cnn(*, num_classes=10, backend=None, dtype=np.float32, rng=None):
         "fc1": Linear(64 * 8 * 8, 512, **kw), "relu4": ReLU(inplace=True),
         "dropout": Dropout(0.5, rng=gen),
         "fc2": Linear(512, num_classes, **kw),
-    }, backend=backend)
+    }, backend=backend), data_format)

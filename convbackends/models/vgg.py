@@ -6,6 +6,8 @@ import numpy as np
 from ..nn import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU,
                   Sequential)
 from .init import kaiming_normal_fan_out
+from ..nn.layout import set_data_format
+from ..spec.layout import CHANNELS_FIRST
 
 __all__ = ["vgg16", "vgg19"]
 
@@ -37,7 +39,7 @@ def _features(dtype, gen, config=_VGG16_CONFIG, first_padding=1, ceil_mode=False
     return Sequential(*layers)
 
 
-def _vgg(config, num_classes, dropout, backend, dtype, rng):
+def _vgg(config, num_classes, dropout, backend, dtype, rng, data_format):
     """VGG of ``config`` in torchvision's layout: ``features``, ``avgpool`` (adaptive 7x7),
     ``flatten``, ``classifier``."""
     gen = np.random.default_rng(rng)
@@ -50,10 +52,11 @@ def _vgg(config, num_classes, dropout, backend, dtype, rng):
     model = Sequential({"features": features, "avgpool": AdaptiveAvgPool2d((7, 7)),
                         "flatten": Flatten(), "classifier": classifier}, backend=backend)
     kaiming_normal_fan_out(model, gen)
-    return model
+    return set_data_format(model, data_format)
 
 
-def vgg16(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def vgg16(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+          data_format=CHANNELS_FIRST):
     """VGG-16 (configuration D) on ``(N, 3, 224, 224)``: 138,357,544 parameters.
 
     Thirteen 3x3 convolutions (stride 1, pad 1, ReLU) in blocks of 64, 64 | 128, 128 |
@@ -62,11 +65,15 @@ def vgg16(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=
     Dropout. torchvision's layout and keys; convolutions are initialised as torchvision
     does (N(0, 2/fan_out), bias zero), the FC layers keep PyTorch's default (torchvision
     draws N(0, 0.01), which takes seconds for 124M weights).
+
+    ``data_format="channels_last"``: ``(N, H, W, C)`` input, the channels-first model's
+    outputs for the same ``state_dict`` (see :mod:`convbackends.nn.layout`).
     """
-    return _vgg("D", num_classes, dropout, backend, dtype, rng)
+    return _vgg("D", num_classes, dropout, backend, dtype, rng, data_format)
 
 
-def vgg19(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def vgg19(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+          data_format=CHANNELS_FIRST):
     """VGG-19 (configuration E) on ``(N, 3, 224, 224)``: 143,667,240 parameters.
 
     VGG-16 with a fourth 3x3 convolution in each of the last three blocks: 64, 64 |
@@ -74,5 +81,8 @@ def vgg19(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=
     classifier. torchvision's layout and keys (``features.0`` ... ``features.34``, the
     last pooling ``features.36``; ``classifier.0``, ``.3``, ``.6``) and the same
     initialisation as :func:`vgg16`.
+
+    ``data_format="channels_last"``: ``(N, H, W, C)`` input, the channels-first model's
+    outputs for the same ``state_dict`` (see :mod:`convbackends.nn.layout`).
     """
-    return _vgg("E", num_classes, dropout, backend, dtype, rng)
+    return _vgg("E", num_classes, dropout, backend, dtype, rng, data_format)

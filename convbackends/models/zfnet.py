@@ -5,11 +5,14 @@ import numpy as np
 
 from ..nn import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,
                   MaxPool2d, ReLU, Sequential)
+from ..nn.layout import set_data_format
+from ..spec.layout import CHANNELS_FIRST
 
 __all__ = ["zfnet"]
 
 
-def zfnet(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None):
+def zfnet(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=None,
+          data_format=CHANNELS_FIRST):
     """ZFNet on ``(N, 3, 224, 224)``: 107,627,624 parameters.
 
     CONV1 96 7x7/2 pad 1 (110x110) - MAXPOOL 3x3/2 (55x55) - NORM - CONV2 256 5x5/2
@@ -28,6 +31,9 @@ def zfnet(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=
     ``.10``, ``.12``, an adaptive 6x6 ``avgpool`` (the identity at 224x224, so smaller
     inputs also run), ``flatten``, ``classifier.1``, ``.4``, ``.6``. PyTorch's default
     initialisation.
+
+    ``data_format="channels_last"``: ``(N, H, W, C)`` input, the channels-first model's
+    outputs for the same ``state_dict`` (see :mod:`convbackends.nn.layout`).
     """
     gen = np.random.default_rng(rng)
     kw = dict(dtype=dtype, rng=gen)
@@ -43,5 +49,5 @@ def zfnet(*, num_classes=1000, dropout=0.5, backend=None, dtype=np.float32, rng=
         Dropout(dropout, rng=gen), Linear(512 * 6 * 6, 4096, **kw), ReLU(inplace=True),
         Dropout(dropout, rng=gen), Linear(4096, 4096, **kw), ReLU(inplace=True),
         Linear(4096, num_classes, **kw))
-    return Sequential({"features": features, "avgpool": AdaptiveAvgPool2d((6, 6)),
-                       "flatten": Flatten(), "classifier": classifier}, backend=backend)
+    return set_data_format(Sequential({"features": features, "avgpool": AdaptiveAvgPool2d((6, 6)),
+                       "flatten": Flatten(), "classifier": classifier}, backend=backend), data_format)

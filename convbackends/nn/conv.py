@@ -2,7 +2,8 @@
 
 Each forward is one call of :func:`convbackends.conv` or :func:`convbackends.conv_transpose`
 on the layer's ``backend``; ``output_shape`` and ``macs`` come from the same
-:class:`~convbackends.ConvSpec` the call builds.
+:class:`~convbackends.ConvSpec` the call builds. ``data_format="channels_last"`` takes and
+gives ``(N, *spatial, C)`` (see :mod:`convbackends.nn.layout`); weights keep PyTorch's layout.
 """
 
 import math
@@ -13,6 +14,8 @@ from .. import functional as F
 from .. import grad as G
 from ..errors import ShapeError
 from ..spec import PADDING_MODES, conv_spec, per_dim
+from ..spec.layout import CHANNELS_FIRST, check_data_format
+from .layout import first_view, in_layout
 from .module import Module, _batched, _explain, _repr_backend, _uniform, _unbatched_like
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
@@ -28,9 +31,10 @@ class _ConvNd(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", output_padding=0, *,
-                 backend=None, dtype=np.float32, rng=None):
+                 backend=None, dtype=np.float32, rng=None, data_format=CHANNELS_FIRST):
         super().__init__(backend=backend)
         nd = self._nd
+        self.data_format = check_data_format(data_format)
         if groups <= 0:
             raise ShapeError("groups must be a positive integer")
         if in_channels % groups:
@@ -62,18 +66,21 @@ class _ConvNd(Module):
         if self._transposed:
             y = F.conv_transpose(x, self.weight, self.bias, self.stride, self.padding,
                                  self.output_padding, self.groups, self.dilation,
-                                 backend=self.backend)
+                                 backend=self.backend, data_format=self.data_format)
         else:
             y = F.conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                       self.groups, self.padding_mode, backend=self.backend)
+                       self.groups, self.padding_mode, backend=self.backend,
+                       data_format=self.data_format)
         self._keep(y, x)     # the weight's gradient needs the input
         return y
 
     def _backward(self, grad_output):
         """Input and weight gradients through :mod:`convbackends.grad` on the layer's
-        backend, with the layer's geometry; the bias gradient sums over batch and space."""
+        backend, with the layer's geometry; the bias gradient sums over batch and space.
+        Channels last, on channels-first views of the input and gradient."""
         grad, (x,) = self._take(grad_output)
-        x, nd = np.asarray(x), self._nd
+        nd, layout = self._nd, self.data_format
+        x, grad = first_view(x, nd, layout), first_view(grad, nd, layout)
         xb, gb = _batched(x, nd), _batched(grad, nd)
         if self._transposed:
             params = dict(stride=self.stride, padding=self.padding,
@@ -91,7 +98,8 @@ class _ConvNd(Module):
         if self.bias is not None:
             self._add_grad("bias", gb.sum(axis=(0,) + tuple(range(2, gb.ndim)),
                                           dtype=np.float64))
-        return _unbatched_like(grad_input(xb.shape, self.weight, gb, **params), x.shape)
+        return in_layout(_unbatched_like(grad_input(xb.shape, self.weight, gb, **params),
+                                         x.shape), nd, layout)
 
     def _spec(self, input_shape):
         op = "conv_transpose" if self._transposed else "conv"
@@ -99,7 +107,7 @@ class _ConvNd(Module):
                          None if self.bias is None else self.bias.shape, op=op,
                          stride=self.stride, padding=self.padding, dilation=self.dilation,
                          groups=self.groups, output_padding=self.output_padding,
-                         dtype=self.weight.dtype)
+                         dtype=self.weight.dtype, data_format=self.data_format)
 
     def output_shape(self, input_shape):
         spec, batched = self._spec(input_shape)
@@ -112,7 +120,7 @@ class _ConvNd(Module):
         """The :func:`convbackends.explain` report of this layer's call on ``input_shape``
         (in the weight's dtype, on ``self.backend``, ``None`` being the default)."""
         params = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                      groups=self.groups)
+                      groups=self.groups, data_format=self.data_format)
         if self._transposed:
             params["output_padding"] = self.output_padding
         return _explain(tuple(input_shape), self.weight.shape,
@@ -123,7 +131,8 @@ class _ConvNd(Module):
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         defaults = {"stride": (1,) * self._nd, "padding": 0, "dilation": (1,) * self._nd,
-                    "groups": 1, "padding_mode": "zeros", "output_padding": (0,) * self._nd}
+                    "groups": 1, "padding_mode": "zeros", "output_padding": (0,) * self._nd,
+                    "data_format": CHANNELS_FIRST}
         for name, default in defaults.items():
             value = getattr(self, name)
             if value != default and not (name == "padding" and value == (0,) * self._nd):
@@ -160,13 +169,13 @@ class _ConvTransposeNd(_ConvNd):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros", *,
-                 backend=None, dtype=np.float32, rng=None):
+                 backend=None, dtype=np.float32, rng=None, data_format=CHANNELS_FIRST):
         if padding_mode != "zeros":
             raise ShapeError(f"Only 'zeros' padding mode is supported for "
                              f"{type(self).__name__}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, output_padding, backend=backend,
-                         dtype=dtype, rng=rng)
+                         dtype=dtype, rng=rng, data_format=data_format)
 
 
 class ConvTranspose1d(_ConvTransposeNd):

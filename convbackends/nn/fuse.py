@@ -99,7 +99,8 @@ def _folds_into(norm, conv):
     """An eval-mode BatchNorm of the convolution's dims over its output channels that uses
     running statistics."""
     return (type(norm) is _BATCH_NORM.get(conv._nd) and norm.track_running_stats
-            and norm.running_mean is not None and norm.num_features == conv.out_channels)
+            and norm.running_mean is not None and norm.num_features == conv.out_channels
+            and norm.data_format == conv.data_format)
 
 
 def _frozen(a, dtype):
@@ -173,7 +174,8 @@ class FusedConv(_ConvNd):
             out = _output_buffer(self, out_shape, dtype)
         return F.conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups, self.padding_mode, backend=self.backend, out=out,
-                      activation=self.activation, residual=residual)
+                      activation=self.activation, residual=residual,
+                      data_format=self.data_format)
 
     def _backward(self, grad_output):
         raise UnsupportedError(f"{type(self).__name__} is fused for inference and has no "

@@ -7,6 +7,8 @@ so they stay exact to the input's precision on large activations.
 import numpy as np
 
 from ..errors import ShapeError
+from ..spec.layout import CHANNELS_FIRST, CHANNELS_LAST, check_data_format
+from .layout import first_view, in_layout
 from .module import Module, _Elementwise, _non_defaults, _repr_backend
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LocalResponseNorm"]
@@ -22,8 +24,9 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, *, bias=True, backend=None, dtype=np.float32,
-                 rng=None):
+                 rng=None, data_format=CHANNELS_FIRST):
         super().__init__(backend=backend)
+        self.data_format = check_data_format(data_format)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = np.ones(num_features, dtype) if affine else None
@@ -37,11 +40,17 @@ class _BatchNorm(Module):
         if len(input_shape) not in self._input_dims:
             expected = " or ".join(f"{n}D" for n in self._input_dims)
             raise ShapeError(f"expected {expected} input (got {len(input_shape)}D input)")
-        if input_shape[1] != self.num_features:
+        channels = input_shape[-1 if self.data_format == CHANNELS_LAST else 1]
+        if channels != self.num_features:
+            where = "" if self.data_format == CHANNELS_FIRST else " (last dim, channels_last)"
             raise ShapeError(f"{type(self).__name__}: expected input with "
-                             f"{self.num_features} channels, got input of size "
+                             f"{self.num_features} channels{where}, got input of size "
                              f"{list(input_shape)}")
         return input_shape
+
+    def _first(self, a):
+        """A channels-last array as the channels-first view the statistics are taken on."""
+        return first_view(a, a.ndim - 2, self.data_format)
 
     def _batch_statistics(self, x):
         """The batch's per-channel mean and biased variance (float64); in training with
@@ -69,6 +78,7 @@ class _BatchNorm(Module):
         """``(x - mean) / sqrt(var + eps) * weight + bias``, as one scale and one shift."""
         x = np.asarray(x)
         self.output_shape(x.shape)
+        x = self._first(x)
         if self.training or not self.track_running_stats:
             mean, var = self._batch_statistics(x)
         else:
@@ -78,6 +88,7 @@ class _BatchNorm(Module):
         shift = -mean * scale + (0.0 if self.bias is None else self.bias)
         y = x * _per_channel(scale, x.ndim).astype(x.dtype)
         y += _per_channel(shift, x.ndim).astype(x.dtype)
+        y = in_layout(y, x.ndim - 2, self.data_format)
         self._keep(y, x, mean, inv_std)    # training mode uses batch statistics
         return y
 
@@ -87,6 +98,7 @@ class _BatchNorm(Module):
         ``x_hat = (x - mean) * inv_std``; ``weight``'s gradient ``sum(g * x_hat)``,
         ``bias``'s ``sum(g)``."""
         grad, (x, mean, inv_std) = self._take(grad_output)
+        grad = self._first(grad)
         axes = (0,) + tuple(range(2, x.ndim))
         count = x.size // x.shape[1]
         x_hat = x - _per_channel(mean, x.ndim)
@@ -104,11 +116,12 @@ class _BatchNorm(Module):
         g -= _per_channel(sum_g / count, x.ndim)
         g -= x_hat
         g *= _per_channel(scale, x.ndim)
-        return g.astype(x.dtype)
+        return in_layout(g.astype(x.dtype), x.ndim - 2, self.data_format)
 
     def extra_repr(self):
         s = f"{self.num_features}" + _non_defaults(self, (
-            ("eps", 1e-5), ("momentum", 0.1), ("affine", True), ("track_running_stats", True)))
+            ("eps", 1e-5), ("momentum", 0.1), ("affine", True), ("track_running_stats", True),
+            ("data_format", CHANNELS_FIRST)))
         if self.affine and self.bias is None:
             s += ", bias=False"
         return _repr_backend(s, self.backend)
@@ -154,6 +167,9 @@ class BatchNorm2d(_BatchNorm):
         Accepted as on every layer with parameters; normalisation is a NumPy expression
         and its initialisation is deterministic.
     dtype : numpy dtype. Default: float32
+    data_format : {"channels_first", "channels_last"}
+        Channels last, the channel axis is the last one (``(N, H, W, C)``) and the output
+        has the input's layout. Default: "channels_first"
     """
 
     _input_dims = (4,)
@@ -189,18 +205,22 @@ class LocalResponseNorm(_Elementwise):
     alpha : float. Default: 1e-4
     beta : float. Default: 0.75
     k : float. Default: 1.0
+    data_format : {"channels_first", "channels_last"}
+        Channels last, the window runs along the last axis. Default: "channels_first"
     """
 
-    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, *, data_format=CHANNELS_FIRST):
         super().__init__()
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.data_format = check_data_format(data_format)
 
     def forward(self, x):
         x = np.asarray(x)
         if x.ndim < 3:
             raise ShapeError(f"LocalResponseNorm: expected input (N, C, *) with 3 or more "
                              f"dims, got input of size {list(x.shape)}")
-        y = x / self._base(x) ** self.beta
+        x = first_view(x, x.ndim - 2, self.data_format)
+        y = in_layout(x / self._base(x) ** self.beta, x.ndim - 2, self.data_format)
         self._keep(y, x)
         return y
 
@@ -213,6 +233,7 @@ class LocalResponseNorm(_Elementwise):
         """``g * d**-beta - 2*alpha*beta/size * x * sum(g * x * d**(-beta - 1))``, the sum
         over the channels whose window holds each channel (``d`` the forward's base)."""
         grad, (x,) = self._take(grad_output)
+        grad = first_view(grad, x.ndim - 2, self.data_format)
         base = self._base(x)
         scaled = base ** -self.beta
         grad_x = grad * scaled
@@ -220,8 +241,9 @@ class LocalResponseNorm(_Elementwise):
         # Channel c' is in the windows of c' - (size-1)//2 .. c' + size//2.
         spread = _channel_window_sum(through, (self.size - 1) // 2, self.size // 2)
         grad_x -= (2 * self.alpha * self.beta / self.size) * x * spread
-        return grad_x.astype(x.dtype, copy=False)
+        return in_layout(grad_x.astype(x.dtype, copy=False), x.ndim - 2, self.data_format)
 
     def extra_repr(self):
         return f"{self.size}" + _non_defaults(self, (("alpha", 1e-4), ("beta", 0.75),
-                                                     ("k", 1.0)))
+                                                     ("k", 1.0),
+                                                     ("data_format", CHANNELS_FIRST)))

@@ -4,7 +4,8 @@ max unpooling, in 1, 2 and 3 spatial dims.
 Each forward is one call of the matching :mod:`convbackends.functional` function, run
 inside ``set_backend(layer.backend)`` when the layer has a backend (see
 :attr:`Module.backend`); ``output_shape`` comes from the :class:`~convbackends.PoolSpec`
-that call builds.
+that call builds. Every layer takes ``data_format`` (see :mod:`convbackends.nn.layout`):
+channels last, the forward computes in that layout and the backward on channels-first views.
 """
 
 import contextlib
@@ -18,6 +19,8 @@ from .. import grad as G
 from .. import set_backend
 from ..spec import adaptive_pool_spec, pool_spec, unpool_spec
 from ..spec.geometry import adaptive_windows
+from ..spec.layout import CHANNELS_FIRST, check_data_format
+from .layout import first_shape, first_view, in_layout
 from .module import Module, _batched, _explain, _non_defaults, _repr_backend, _unbatched_like
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
@@ -35,7 +38,7 @@ def _run(layer, name, *args, **kwargs):
     """
     func = getattr(F, f"{name}{layer._nd}d")
     with _as_default(layer):
-        return func(*args, **kwargs)
+        return func(*args, data_format=layer.data_format, **kwargs)
 
 
 def _run_grad(layer, name, *args, **kwargs):
@@ -95,7 +98,8 @@ def _explain_call(layer, input_shape, dtype, op, **params):
     backend without the op at all leaves it to ``"auto"``)."""
     with _as_default(layer):
         return _explain(tuple(input_shape), op=op,
-                        dtype=np.dtype(np.float32 if dtype is None else dtype).name, **params)
+                        dtype=np.dtype(np.float32 if dtype is None else dtype).name,
+                        data_format=layer.data_format, **params)
 
 
 def _shape(spec, batched):
@@ -113,16 +117,18 @@ class _PoolNd(Module):
     _nd = None
     _repr_defaults = ()
 
-    def __init__(self, kernel_size, stride, padding, ceil_mode, backend):
+    def __init__(self, kernel_size, stride, padding, ceil_mode, backend, data_format):
         super().__init__(backend=backend)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode = ceil_mode
+        self.data_format = check_data_format(data_format)
 
     def output_shape(self, input_shape):
         return _shape(*self._spec(input_shape))
 
     def extra_repr(self):
-        s = f"kernel_size={self.kernel_size}" + _non_defaults(self, self._repr_defaults)
+        s = f"kernel_size={self.kernel_size}" + _non_defaults(
+            self, self._repr_defaults + (("data_format", CHANNELS_FIRST),))
         return _repr_backend(s, self.backend)
 
 
@@ -131,14 +137,15 @@ class _MaxPoolNd(_PoolNd):
                       ("return_indices", False), ("ceil_mode", False))
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-                 ceil_mode=False, *, backend=None):
-        super().__init__(kernel_size, stride, padding, ceil_mode, backend)
+                 ceil_mode=False, *, backend=None, data_format=CHANNELS_FIRST):
+        super().__init__(kernel_size, stride, padding, ceil_mode, backend, data_format)
         self.dilation, self.return_indices = dilation, return_indices
 
     def _spec(self, input_shape):
         op = "max_pool_with_indices" if self.return_indices else "max_pool"
         return pool_spec(f"max_pool{self._nd}d", op, input_shape, self._nd, self.kernel_size,
-                         self.stride, self.padding, self.dilation, self.ceil_mode)
+                         self.stride, self.padding, self.dilation, self.ceil_mode,
+                         data_format=self.data_format)
 
     def explain(self, input_shape, dtype=None):
         op = "max_pool_with_indices" if self.return_indices else "max_pool"
@@ -159,11 +166,12 @@ class _MaxPoolNd(_PoolNd):
         """Through :func:`convbackends.grad.max_pool2d_input` (and 1d, 3d); with
         ``return_indices``, ``grad_output`` is the values' gradient."""
         grad, (x,) = self._take(grad_output)
-        x, nd = np.asarray(x), self._nd
+        nd, layout = self._nd, self.data_format
+        x, grad = first_view(x, nd, layout), first_view(grad, nd, layout)
         result = _run_grad(self, "max_pool", _batched(x, nd), _batched(grad, nd),
                            self.kernel_size, self.stride, self.padding, self.dilation,
                            self.ceil_mode)
-        return _unbatched_like(result, x.shape)
+        return in_layout(_unbatched_like(result, x.shape), nd, layout)
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -207,14 +215,16 @@ class _AvgPoolNd(_PoolNd):
                       ("count_include_pad", True), ("divisor_override", None))
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None, *, backend=None):
-        super().__init__(kernel_size, stride, padding, ceil_mode, backend)
+                 count_include_pad=True, divisor_override=None, *, backend=None,
+                 data_format=CHANNELS_FIRST):
+        super().__init__(kernel_size, stride, padding, ceil_mode, backend, data_format)
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def _spec(self, input_shape):
         return pool_spec(f"avg_pool{self._nd}d", "avg_pool", input_shape, self._nd,
                          self.kernel_size, self.stride, self.padding, 1, self.ceil_mode,
-                         self.count_include_pad, divisor_override=self.divisor_override)
+                         self.count_include_pad, divisor_override=self.divisor_override,
+                         data_format=self.data_format)
 
     def explain(self, input_shape, dtype=None):
         options = ({} if self.divisor_override is None
@@ -236,11 +246,12 @@ class _AvgPoolNd(_PoolNd):
     def _backward(self, grad_output):
         """Through :func:`convbackends.grad.avg_pool2d_input` (and 1d, 3d)."""
         grad, (shape,) = self._take(grad_output)
-        nd = self._nd
+        nd, layout = self._nd, self.data_format
+        shape, grad = first_shape(shape, nd, layout), first_view(grad, nd, layout)
         result = _run_grad(self, "avg_pool", _batched_shape(shape, nd), _batched(grad, nd),
                            self.kernel_size, self.stride, self.padding, self.ceil_mode,
                            self.count_include_pad, self.divisor_override)
-        return result.reshape(shape)
+        return in_layout(result.reshape(shape), nd, layout)
 
 
 class AvgPool1d(_AvgPoolNd):
@@ -250,9 +261,9 @@ class AvgPool1d(_AvgPoolNd):
     _nd = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, *, backend=None):
+                 count_include_pad=True, *, backend=None, data_format=CHANNELS_FIRST):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad,
-                         backend=backend)
+                         backend=backend, data_format=data_format)
 
 
 class AvgPool2d(_AvgPoolNd):
@@ -285,19 +296,23 @@ class _AdaptivePoolNd(Module):
     _nd = None
     _op = None
 
-    def __init__(self, output_size, *, backend=None):
+    def __init__(self, output_size, *, backend=None, data_format=CHANNELS_FIRST):
         super().__init__(backend=backend)
         self.output_size = output_size
+        self.data_format = check_data_format(data_format)
 
     def output_shape(self, input_shape):
         return _shape(*adaptive_pool_spec(f"{self._op}{self._nd}d", input_shape, self._nd,
-                                          self.output_size, op=self._op))
+                                          self.output_size, op=self._op,
+                                          data_format=self.data_format))
 
     def explain(self, input_shape, dtype=None):
         return _explain_call(self, input_shape, dtype, self._op, output_size=self.output_size)
 
     def extra_repr(self):
-        return _repr_backend(f"output_size={self.output_size!r}", self.backend)
+        s = f"output_size={self.output_size!r}" + _non_defaults(
+            self, (("data_format", CHANNELS_FIRST),))
+        return _repr_backend(s, self.backend)
 
 
 class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
@@ -314,14 +329,15 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
         :func:`convbackends.grad.avg_pool2d_input`; otherwise each window's gradient is
         spread over its window."""
         grad, (shape,) = self._take(grad_output)
-        nd = self._nd
+        nd, layout = self._nd, self.data_format
+        shape, grad = first_shape(shape, nd, layout), first_view(grad, nd, layout)
         lengths, outs = _batched_shape(shape, nd)[2:], _batched(grad, nd).shape[2:]
         if any(out == 0 or length % out for length, out in zip(lengths, outs)):
-            return _spread_adaptive(grad, shape, nd)
+            return in_layout(_spread_adaptive(grad, shape, nd), nd, layout)
         kernel = tuple(length // out for length, out in zip(lengths, outs))
         result = _run_grad(self, "avg_pool", _batched_shape(shape, nd), _batched(grad, nd),
                            kernel, kernel)
-        return result.reshape(shape)
+        return in_layout(result.reshape(shape), nd, layout)
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
@@ -346,8 +362,9 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     _op = "adaptive_max_pool"
 
-    def __init__(self, output_size, return_indices=False, *, backend=None):
-        super().__init__(output_size, backend=backend)
+    def __init__(self, output_size, return_indices=False, *, backend=None,
+                 data_format=CHANNELS_FIRST):
+        super().__init__(output_size, backend=backend, data_format=data_format)
         self.return_indices = return_indices
 
     def forward(self, x):
@@ -360,11 +377,14 @@ class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
         """Each output's gradient added at its maximum; with ``return_indices``,
         ``grad_output`` is the values' gradient."""
         grad, (shape, indices) = self._take(grad_output)
-        return _scatter_add(grad, indices, shape, self._nd)
+        nd, layout = self._nd, self.data_format
+        return in_layout(_scatter_add(first_view(grad, nd, layout),
+                                      first_view(indices, nd, layout),
+                                      first_shape(shape, nd, layout), nd), nd, layout)
 
     def extra_repr(self):
         s = f"output_size={self.output_size!r}" + _non_defaults(
-            self, (("return_indices", False),))
+            self, (("return_indices", False), ("data_format", CHANNELS_FIRST)))
         return _repr_backend(s, self.backend)
 
 
@@ -402,9 +422,11 @@ class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
 class _MaxUnpoolNd(Module):
     _nd = None
 
-    def __init__(self, kernel_size, stride=None, padding=0, *, backend=None):
+    def __init__(self, kernel_size, stride=None, padding=0, *, backend=None,
+                 data_format=CHANNELS_FIRST):
         super().__init__(backend=backend)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.data_format = check_data_format(data_format)
 
     def forward(self, x, indices, output_size=None):
         """Scatter ``x`` to ``indices``; see the class docstring for ``output_size``."""
@@ -417,16 +439,17 @@ class _MaxUnpoolNd(Module):
         """The gradient of the values: ``grad_output`` read at ``indices`` (the indices
         have none)."""
         grad, (shape, indices) = self._take(grad_output)
-        nd = self._nd
-        indices = _batched(np.asarray(indices), nd)
+        nd, layout = self._nd, self.data_format
+        grad, shape = first_view(grad, nd, layout), first_shape(shape, nd, layout)
+        indices = _batched(first_view(indices, nd, layout), nd)
         picked = np.take_along_axis(_planes(_batched(grad, nd)), _planes(indices), axis=1)
-        return picked.reshape(shape)
+        return in_layout(picked.reshape(shape), nd, layout)
 
     def output_shape(self, input_shape, output_size=None):
         """The output shape for pooled input of ``input_shape`` (and ``output_size``)."""
         return _shape(*unpool_spec(f"max_unpool{self._nd}d", input_shape, input_shape,
                                    self._nd, self.kernel_size, self.stride, self.padding,
-                                   output_size))
+                                   output_size, data_format=self.data_format))
 
     def explain(self, input_shape, dtype=None, output_size=None):
         """As :meth:`Module.explain`, with the forward's ``output_size``."""
@@ -436,7 +459,7 @@ class _MaxUnpoolNd(Module):
 
     def extra_repr(self):
         s = f"kernel_size={self.kernel_size}" + _non_defaults(
-            self, (("stride", None), ("padding", 0)))
+            self, (("stride", None), ("padding", 0), ("data_format", CHANNELS_FIRST)))
         return _repr_backend(s, self.backend)
 
 

@@ -6,11 +6,12 @@ operands before and the results after. Dispatch tries a backend's own kernel fir
 lowerings of :data:`LOWERINGS` after, in order; nothing here chooses a backend.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..spec import ConvSpec
+from ..spec.layout import CHANNELS_FIRST, to_first, to_last
 from . import gradients as grad
 
 __all__ = ["Lowering", "LOWERINGS", "lowerings_from"]
@@ -26,6 +27,8 @@ class Lowering:
     ``exact_nonfinite`` says whether NaN and Inf come out as the source op's direct formula
     says whenever the target's kernel keeps its own formula's; a lowering that is not exact
     is guarded by dispatch (:mod:`.nonfinite`), which needs rules for its source op.
+    ``reports_refusal`` says whether the reason it does not apply belongs in an error
+    message (the layout lowerings' does not: every channels-first call would list them).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Lowering:
     rewrite: object
     run: object
     exact_nonfinite: bool = True
+    reports_refusal: bool = True
 
 
 def _drop_indices(run_target, operands, spec, target_spec):
@@ -126,7 +130,50 @@ def _run_transpose_as_conv(run_target, operands, spec, target_spec):
     return run_target(x, w, bias)
 
 
-LOWERINGS = (
+# The ops that take ``data_format``, with the positions of their operands that are laid out
+# like the input (the rest, weights and biases, keep PyTorch's layout); every result is.
+LAYOUT_OPERANDS = {"conv": (0,), "conv_transpose": (0,), "max_pool": (0,),
+                   "max_pool_with_indices": (0,), "avg_pool": (0,), "adaptive_avg_pool": (0,),
+                   "adaptive_max_pool": (0,), "max_unpool": (0, 1)}
+
+
+def _as_channels_first(spec):
+    if spec.data_format == CHANNELS_FIRST:
+        return "the input is channels_first already"
+    return spec.replace(data_format=CHANNELS_FIRST)
+
+
+def _run_channels_first(moved):
+    """Channels-first views of the operands at positions ``moved`` in, contiguous
+    channels-last results out: the one transposing copy of each result (and the copies a
+    kernel makes of non-contiguous input) are what a native kernel saves."""
+    def run(run_target, operands, spec, target_spec):
+        operands = [to_first(a) if i in moved else a for i, a in enumerate(operands)]
+        results = run_target(*operands)
+        if isinstance(results, tuple):
+            return tuple(np.ascontiguousarray(to_last(r)) for r in results)
+        return np.ascontiguousarray(to_last(results))
+    return run
+
+
+def _layout_lowering(op):
+    return Lowering(f"{op}:channels_last->channels_first", op, op,
+                    "the channels-first kernel on transposed views, the result transposed "
+                    "back", _as_channels_first, _run_channels_first(LAYOUT_OPERANDS[op]),
+                    reports_refusal=False)
+
+
+def _channels_first_only(low):
+    """``low`` refusing channels-last calls: its rewrite builds channels-first specs, so a
+    channels-last call takes the layout lowering first."""
+    def rewrite(spec):
+        if getattr(spec, "data_format", CHANNELS_FIRST) != CHANNELS_FIRST:
+            return f"it rewrites channels_first calls; this one is {spec.data_format}"
+        return low.rewrite(spec)
+    return replace(low, rewrite=rewrite)
+
+
+_CHANNELS_FIRST_LOWERINGS = (
     Lowering("max_pool->max_pool_with_indices", "max_pool", "max_pool_with_indices",
              "max pooling from the kernel that also finds the indices, which are dropped",
              _same_op_with_indices, _drop_indices),
@@ -165,6 +212,9 @@ LOWERINGS = (
              "depthwise conv_transpose of the output gradient over each window's divisor",
              grad.avg_grad_as_conv_transpose, grad.run_avg_grad_as_conv_transpose),
 )
+
+LOWERINGS = (tuple(_layout_lowering(op) for op in LAYOUT_OPERANDS)
+             + tuple(_channels_first_only(low) for low in _CHANNELS_FIRST_LOWERINGS))
 
 
 def lowerings_from(op):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import ShapeError
 from ..spec import adaptive_pool_spec, conv_spec, pool_spec, unpool_spec
+from ..spec.layout import CHANNELS_FIRST
 from .gradients import conv_grad_builder, pool_grad_builder
 
 __all__ = ["Op", "OPS", "OP_NAMES", "get_op"]
@@ -19,32 +20,34 @@ __all__ = ["Op", "OPS", "OP_NAMES", "get_op"]
 
 def _conv_builder(op):
     def build(func, nd, shapes, dtype, *, stride=1, padding=0, dilation=1, groups=1,
-              output_padding=0):
+              output_padding=0, data_format=CHANNELS_FIRST):
         x_shape, w_shape, bias_shape = shapes
         return conv_spec(func, x_shape, w_shape, bias_shape, op=op, stride=stride,
                          padding=padding, dilation=dilation, groups=groups,
-                         output_padding=output_padding, dtype=dtype)
+                         output_padding=output_padding, dtype=dtype, data_format=data_format)
     return build
 
 
 def _pool_builder(op):
     def build(func, nd, shapes, dtype, *, kernel_size, stride=None, padding=0, dilation=1,
-              ceil_mode=False, count_include_pad=True, divisor_override=None):
+              ceil_mode=False, count_include_pad=True, divisor_override=None,
+              data_format=CHANNELS_FIRST):
         return pool_spec(func, op, shapes[0], nd, kernel_size, stride, padding, dilation,
-                         ceil_mode, count_include_pad, dtype, divisor_override)
+                         ceil_mode, count_include_pad, dtype, divisor_override, data_format)
     return build
 
 
 def _adaptive_builder(op):
-    def build(func, nd, shapes, dtype, *, output_size):
-        return adaptive_pool_spec(func, shapes[0], nd, output_size, dtype, op=op)
+    def build(func, nd, shapes, dtype, *, output_size, data_format=CHANNELS_FIRST):
+        return adaptive_pool_spec(func, shapes[0], nd, output_size, dtype, op=op,
+                                  data_format=data_format)
     return build
 
 
 def _unpool_build(func, nd, shapes, dtype, *, kernel_size, stride=None, padding=0,
-                  output_size=None):
+                  output_size=None, data_format=CHANNELS_FIRST):
     return unpool_spec(func, shapes[0], shapes[1], nd, kernel_size, stride, padding,
-                       output_size, dtype)
+                       output_size, dtype, data_format)
 
 
 @dataclass(frozen=True)

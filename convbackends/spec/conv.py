@@ -12,6 +12,8 @@ import numpy as np
 from ..errors import ShapeError
 from .geometry import (as_int, output_length, padding_pairs, per_dim, same_conv_pairs,
                        transposed_output_length)
+from .layout import (CHANNELS_FIRST, check_data_format, layout_name, shape_to_first,
+                     shape_to_last)
 from .messages import shape_str, size_str
 
 __all__ = ["ConvSpec", "conv_spec", "padded_spec", "PADDING_STRINGS", "PADDING_MODES"]
@@ -39,6 +41,9 @@ class ConvSpec:
         ``padding_mode`` has already been applied to the input)
     dtype : str, ``"float32"`` or ``"float64"``
     has_bias : bool
+    data_format : {"channels_first", "channels_last"}
+        The layout of input and output: ``input_shape`` and ``output_shape`` are
+        ``(N, C, *spatial)`` or ``(N, *spatial, C)``; the weight's layout never changes.
 
     ``weight_shape`` is ``(out_channels, in_channels // groups, *kernel)`` for ``"conv"`` and
     ``(in_channels, out_channels // groups, *kernel)`` for ``"conv_transpose"``.
@@ -57,6 +62,7 @@ class ConvSpec:
     dtype: str = "float32"
     has_bias: bool = False
     output_padding: tuple = field(default=None)
+    data_format: str = CHANNELS_FIRST
 
     def __post_init__(self):
         if self.output_padding is None:
@@ -87,7 +93,9 @@ class ConvSpec:
 
     @property
     def input_shape(self):
-        return (self.batch, self.in_channels) + tuple(self.input_spatial)
+        """The input's shape, in ``data_format``."""
+        return shape_to_last((self.batch, self.in_channels) + tuple(self.input_spatial),
+                             self.data_format)
 
     @property
     def weight_shape(self):
@@ -97,7 +105,9 @@ class ConvSpec:
 
     @property
     def output_shape(self):
-        return (self.batch, self.out_channels) + self.output_spatial
+        """The output's shape, in ``data_format``."""
+        return shape_to_last((self.batch, self.out_channels) + self.output_spatial,
+                             self.data_format)
 
     @property
     def has_padding(self):
@@ -132,14 +142,31 @@ class ConvSpec:
 
 
 
+def _check_channels(x_shape, full_x, expected, data_format, prefix):
+    """The input's channel count against the weight's, in the input's layout."""
+    if full_x[1] == expected:
+        return
+    if data_format == CHANNELS_FIRST:
+        raise ShapeError(f"{prefix}expected input{shape_str(x_shape)} to have {expected} "
+                         f"channels, but got {full_x[1]} channels instead")
+    nd = len(full_x) - 2
+    raise ShapeError(f"{prefix}expected input of shape "
+                     f"{layout_name(data_format, nd, expected, len(x_shape) == nd + 2)} in "
+                     f"{data_format}, but got input of size {shape_str(x_shape)} "
+                     f"(C={full_x[1]})")
+
+
 def conv_spec(func, x_shape, w_shape, bias_shape=None, *, op="conv", stride=1, padding=0,
-              dilation=1, groups=1, output_padding=0, dtype="float32"):
+              dilation=1, groups=1, output_padding=0, dtype="float32",
+              data_format=CHANNELS_FIRST):
     """Validate one (transposed) convolution call and return ``(spec, batched)``.
 
     ``func`` names the public function in messages (``"conv2d"``). ``x_shape`` may lack the
     batch dimension (unbatched input), in which case ``batched`` is ``False`` and the spec
-    has ``batch == 1``.
+    has ``batch == 1``. ``x_shape`` is in ``data_format``; the weight's shape is always
+    PyTorch's.
     """
+    data_format = check_data_format(data_format)
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     nd = len(w_shape) - 2
     if nd not in (1, 2, 3):
@@ -150,7 +177,7 @@ def conv_spec(func, x_shape, w_shape, bias_shape=None, *, op="conv", stride=1, p
         raise ShapeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
                          f"{func}, but got input of size: {shape_str(x_shape)}")
     batched = len(x_shape) == nd + 2
-    full_x = x_shape if batched else (1,) + x_shape
+    full_x = shape_to_first(x_shape if batched else (1,) + x_shape, data_format)
     transposed = op == "conv_transpose"
 
     stride = per_dim(stride, nd, "stride")
@@ -173,16 +200,12 @@ def conv_spec(func, x_shape, w_shape, bias_shape=None, *, op="conv", stride=1, p
                          f"at dimension 0, but got weight of size {shape_str(w_shape)} instead")
     if transposed:
         in_channels, out_channels = w_shape[0], w_shape[1] * groups
-        if full_x[1] != in_channels:
-            raise ShapeError(f"Given transposed=1, weight of size {shape_str(w_shape)}, "
-                             f"expected input{shape_str(x_shape)} to have {in_channels} "
-                             f"channels, but got {full_x[1]} channels instead")
+        _check_channels(x_shape, full_x, in_channels, data_format,
+                        f"Given transposed=1, weight of size {shape_str(w_shape)}, ")
     else:
         in_channels, out_channels = w_shape[1] * groups, w_shape[0]
-        if full_x[1] != in_channels:
-            raise ShapeError(f"Given groups={groups}, weight of size {shape_str(w_shape)}, "
-                             f"expected input{shape_str(x_shape)} to have {in_channels} "
-                             f"channels, but got {full_x[1]} channels instead")
+        _check_channels(x_shape, full_x, in_channels, data_format,
+                        f"Given groups={groups}, weight of size {shape_str(w_shape)}, ")
     if bias_shape is not None and tuple(bias_shape) != (out_channels,):
         raise ShapeError(f"Given weight of size {shape_str(w_shape)}, expected bias to be "
                          f"1-dimensional with {out_channels} elements, but got bias of size "
@@ -225,7 +248,8 @@ def conv_spec(func, x_shape, w_shape, bias_shape=None, *, op="conv", stride=1, p
                     out_channels=out_channels, input_spatial=tuple(spatial),
                     kernel=tuple(kernel), stride=stride, padding=pairs, dilation=dilation,
                     groups=groups, dtype=np.dtype(dtype).name,
-                    has_bias=bias_shape is not None, output_padding=output_padding)
+                    has_bias=bias_shape is not None, output_padding=output_padding,
+                    data_format=data_format)
     if any(o <= 0 for o in spec.output_spatial):
         raise ShapeError(f"Given input size per channel: {size_str(spatial)}. Calculated "
                          f"output size per channel: {size_str(spec.output_spatial)}. Output "

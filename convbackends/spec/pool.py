@@ -15,6 +15,8 @@ from ..errors import ShapeError
 from .conv import PADDING_STRINGS
 from .geometry import (adaptive_windows, as_int, output_length, padding_pairs, per_dim,
                        same_pool_pairs, tap_counts, unpool_default_length)
+from .layout import (CHANNELS_FIRST, check_data_format, layout_name, shape_to_first,
+                     shape_to_last)
 from .messages import shape_str
 
 __all__ = ["PoolSpec", "POOL_OPS", "ADAPTIVE_OPS", "pool_spec", "adaptive_pool_spec",
@@ -34,7 +36,9 @@ class PoolSpec:
     size; window ``i`` along a dimension of length ``L`` covers
     ``[floor(i*L/out), ceil((i+1)*L/out))``. For ``"max_unpool"`` the input is the pooled
     array and ``unpool_output`` the spatial size it is scattered back into. ``divisor_override``
-    (average pooling) replaces every window's divisor.
+    (average pooling) replaces every window's divisor. ``data_format`` is the layout of
+    input and output (``input_shape`` and ``output_shape`` are in it); indices are flat into
+    each ``(n, c)`` plane in either layout.
     """
 
     op: str
@@ -51,6 +55,7 @@ class PoolSpec:
     adaptive_output: tuple = ()
     divisor_override: int = None
     unpool_output: tuple = ()
+    data_format: str = CHANNELS_FIRST
 
     @property
     def ndim(self):
@@ -72,11 +77,15 @@ class PoolSpec:
 
     @property
     def input_shape(self):
-        return (self.batch, self.channels) + tuple(self.input_spatial)
+        """The input's shape, in ``data_format``."""
+        return shape_to_last((self.batch, self.channels) + tuple(self.input_spatial),
+                             self.data_format)
 
     @property
     def output_shape(self):
-        return (self.batch, self.channels) + self.output_spatial
+        """The output's shape, in ``data_format``."""
+        return shape_to_last((self.batch, self.channels) + self.output_spatial,
+                             self.data_format)
 
     @property
     def macs(self):
@@ -124,14 +133,20 @@ def _check_positive(values, message):
         raise ShapeError(message)
 
 
-def _pool_input(func, x_shape, nd):
+def _pool_input(func, x_shape, nd, data_format):
+    """The batched, channels-first shape of the input, and whether it was batched."""
+    data_format = check_data_format(data_format)
     x_shape = tuple(x_shape)
     if len(x_shape) not in (nd + 1, nd + 2):
-        raise ShapeError(f"{func}: Expected {nd + 1}D or {nd + 2}D input "
-                         f"(C, *spatial) or (N, C, *spatial), but got input of size: "
-                         f"{shape_str(x_shape)}")
+        if data_format == CHANNELS_FIRST:
+            layouts = "(C, *spatial) or (N, C, *spatial)"
+        else:
+            layouts = (f"{layout_name(data_format, nd, batched=False)} or "
+                       f"{layout_name(data_format, nd)} in {data_format}")
+        raise ShapeError(f"{func}: Expected {nd + 1}D or {nd + 2}D input {layouts}, but got "
+                         f"input of size: {shape_str(x_shape)}")
     batched = len(x_shape) == nd + 2
-    full = x_shape if batched else (1,) + x_shape
+    full = shape_to_first(x_shape if batched else (1,) + x_shape, data_format)
     if any(s <= 0 for s in full[1:]):
         raise ShapeError(f"{func}: Expected input with non-zero channel and spatial sizes, "
                          f"but got input of size: {shape_str(x_shape)}")
@@ -148,12 +163,14 @@ def _window(nd, kernel_size, stride):
 
 
 def pool_spec(func, op, x_shape, nd, kernel_size, stride=None, padding=0, dilation=1,
-              ceil_mode=False, count_include_pad=True, dtype="float32", divisor_override=None):
+              ceil_mode=False, count_include_pad=True, dtype="float32", divisor_override=None,
+              data_format=CHANNELS_FIRST):
     """Validate one max or average pooling call and return ``(spec, batched)``.
 
-    ``op`` is ``"max_pool"``, ``"max_pool_with_indices"`` or ``"avg_pool"``.
+    ``op`` is ``"max_pool"``, ``"max_pool_with_indices"`` or ``"avg_pool"``; ``x_shape`` is
+    in ``data_format``.
     """
-    full, batched = _pool_input(func, x_shape, nd)
+    full, batched = _pool_input(func, x_shape, nd, data_format)
     kernel, stride = _window(nd, kernel_size, stride)
     dilation = per_dim(dilation, nd, "dilation")
     _check_positive(dilation, "dilation should be greater than zero")
@@ -173,7 +190,8 @@ def pool_spec(func, op, x_shape, nd, kernel_size, stride=None, padding=0, dilati
     spec = PoolSpec(op=op, batch=full[0], channels=full[1], input_spatial=tuple(spatial),
                     kernel=kernel, stride=stride, padding=pairs, dilation=dilation,
                     ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
-                    dtype=np.dtype(dtype).name, divisor_override=divisor_override)
+                    dtype=np.dtype(dtype).name, divisor_override=divisor_override,
+                    data_format=data_format)
     out = spec.output_spatial
     if any(o <= 0 for o in out):
         raise ShapeError(f"Given input size: {shape_str(full[1:])}. Calculated output size: "
@@ -182,9 +200,9 @@ def pool_spec(func, op, x_shape, nd, kernel_size, stride=None, padding=0, dilati
 
 
 def adaptive_pool_spec(func, x_shape, nd, output_size, dtype="float32",
-                       op="adaptive_avg_pool"):
+                       op="adaptive_avg_pool", data_format=CHANNELS_FIRST):
     """Validate an adaptive pooling call; ``None`` in output_size keeps that size."""
-    full, batched = _pool_input(func, x_shape, nd)
+    full, batched = _pool_input(func, x_shape, nd, data_format)
     if isinstance(output_size, (list, tuple)):
         if len(output_size) != nd:
             raise ShapeError(f"{func}: output_size must be an int or {nd} values, got "
@@ -195,7 +213,8 @@ def adaptive_pool_spec(func, x_shape, nd, output_size, dtype="float32",
         sizes = (as_int(output_size, "output_size"),) * nd
     _check_positive(sizes, f"{func}: output_size must be positive, got {sizes}")
     spec = PoolSpec(op=op, batch=full[0], channels=full[1], input_spatial=tuple(full[2:]),
-                    dtype=np.dtype(dtype).name, adaptive_output=sizes)
+                    dtype=np.dtype(dtype).name, adaptive_output=sizes,
+                    data_format=data_format)
     return spec, batched
 
 
@@ -219,12 +238,13 @@ def _unpool_size(nd, spatial, kernel, stride, pairs, output_size):
 
 
 def unpool_spec(func, x_shape, indices_shape, nd, kernel_size, stride=None, padding=0,
-                output_size=None, dtype="float32"):
+                output_size=None, dtype="float32", data_format=CHANNELS_FIRST):
     """Validate one ``max_unpool`` call and return ``(spec, batched)``.
 
     ``indices_shape`` must equal ``x_shape`` (the indices ``max_pool`` returned with it).
+    ``output_size`` with N and C given too is in ``data_format``.
     """
-    full, batched = _pool_input(func, x_shape, nd)
+    full, batched = _pool_input(func, x_shape, nd, data_format)
     if tuple(indices_shape) != tuple(x_shape):
         raise ShapeError(f"Expected shape of indices to be same as that of the input tensor "
                          f"({shape_str(x_shape)}) but got indices tensor with shape: "
@@ -233,12 +253,15 @@ def unpool_spec(func, x_shape, indices_shape, nd, kernel_size, stride=None, padd
     pairs = padding_pairs(padding, nd)
     if output_size is not None and not isinstance(output_size, (list, tuple)):
         output_size = tuple(output_size)
+    if (output_size is not None and len(output_size) == nd + 2
+            and data_format != CHANNELS_FIRST):
+        output_size = tuple(output_size[1:-1])
     sizes = _unpool_size(nd, full[2:], kernel, stride, pairs, output_size)
     _check_positive(sizes, f"{func}: the output size {tuple(sizes)} must be positive")
     spec = PoolSpec(op="max_unpool", batch=full[0], channels=full[1],
                     input_spatial=tuple(full[2:]), kernel=kernel, stride=stride,
                     padding=pairs, dilation=(1,) * nd, dtype=np.dtype(dtype).name,
-                    unpool_output=sizes)
+                    unpool_output=sizes, data_format=data_format)
     return spec, batched
 
 

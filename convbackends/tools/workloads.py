@@ -281,9 +281,64 @@ def _large_kernels():
             _conv("large-kernels.blur31", 1, 1, 256, 31, bias=False)]
 
 
+def _ceil_pool(size, k=3, stride=2):
+    """The output size of a pooling that rounds up, as GoogLeNet's and FCN's do."""
+    return -(-(size - k) // stride) + 1
+
+
+def _googlenet():
+    # The lectures' GoogLeNet (cb.models.googlenet) at 224x224: the stem, then each
+    # inception module's six convolutions (1x1; 1x1 reduce, 3x3; 1x1 reduce, 5x5; the
+    # pooling branch's 1x1 projection), named as the model's modules.
+    from ..models.googlenet import INCEPTION_TABLE    # a table of ints; no layers built
+    layers = [_conv("googlenet.conv1.conv", 3, 64, 224, 7, stride=2, pad=3)]
+    size = _ceil_pool(112)
+    layers += [_conv("googlenet.conv2.conv", 64, 64, size, 1),
+               _conv("googlenet.conv3.conv", 64, 192, size, 3)]
+    cin, size = 192, _ceil_pool(size)
+    for name, (c1, c3r, c3, c5r, c5, proj) in INCEPTION_TABLE.items():
+        if name in ("4a", "5a"):
+            size = _ceil_pool(size)
+        prefix = f"googlenet.inception{name}"
+        layers += [_conv(f"{prefix}.branch1.conv", cin, c1, size, 1),
+                   _conv(f"{prefix}.branch2.0.conv", cin, c3r, size, 1),
+                   _conv(f"{prefix}.branch2.1.conv", c3r, c3, size, 3),
+                   _conv(f"{prefix}.branch3.0.conv", cin, c5r, size, 1),
+                   _conv(f"{prefix}.branch3.1.conv", c5r, c5, size, 5),
+                   _conv(f"{prefix}.branch4.1.conv", cin, proj, size, 1)]
+        cin = c1 + c3 + c5 + proj
+    return layers
+
+
+def _fcn8s():
+    # FCN-8s (cb.models.fcn8s) at 224x224: VGG-16's convolutions with the first one's
+    # 100-pixel padding (422x422 maps in block 1) and poolings that round up, fc6 (7x7 over
+    # pool5's 14x14: a 411 MB float32 weight), fc7, the class scores (21, PASCAL VOC) and
+    # the two skip scores. The transposed upsampling layers are not convolutions here.
+    layers, cin, size, index = [], 3, 224, 0
+    for width, count in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)):
+        for i in range(count):
+            pad = 100 if index == 0 else 1
+            layers.append(_conv(f"fcn8s.features.{index}", cin, width, size, 3, pad=pad))
+            size = _out(size, 3, 1, pad)
+            cin, index = width, index + 2
+        size, index = _ceil_pool(size, 2, 2), index + 1
+        if index == 17:
+            pool3 = size
+        elif index == 24:
+            pool4 = size
+    layers += [_conv("fcn8s.fc6", 512, 4096, size, 7, pad=0),
+               _conv("fcn8s.fc7", 4096, 4096, _out(size, 7, 1, 0), 1),
+               _conv("fcn8s.score_fr", 4096, 21, _out(size, 7, 1, 0), 1),
+               _conv("fcn8s.score_pool4", 512, 21, pool4, 1),
+               _conv("fcn8s.score_pool3", 256, 21, pool3, 1)]
+    return layers
+
+
 SUITES = {"lenet5": _lenet5, "alexnet": _alexnet, "vgg16": _vgg16, "resnet18": _resnet18,
           "resnet50": _resnet50, "mobilenet": _mobilenet, "signals": _signals,
-          "volumes": _volumes, "large-kernels": _large_kernels}
+          "volumes": _volumes, "large-kernels": _large_kernels, "googlenet": _googlenet,
+          "fcn8s": _fcn8s}
 
 
 def suite_names():
@@ -313,7 +368,9 @@ def suite(name, batch=1):
     name : str
         One of :func:`suite_names`: ``lenet5``, ``alexnet``, ``vgg16``, ``resnet18``,
         ``resnet50``, ``mobilenet`` (depthwise separable), ``signals`` (1-D), ``volumes``
-        (3-D), ``large-kernels``.
+        (3-D), ``large-kernels``, ``googlenet`` (stem and inception branches, 224x224),
+        ``fcn8s`` (VGG-16 backbone with 100 pixels of padding, fc6/fc7 as convolutions,
+        the score layers; 224x224 input).
     batch : int. Default: 1
 
     Returns
