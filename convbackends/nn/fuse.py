@@ -201,7 +201,7 @@ class FusedBasicBlock(BasicBlock):
         fused.__dict__.update(vars(block))
         fused.conv1 = FusedConv.from_layers(block.conv1, block.bn1, "relu")
         fused.conv2 = FusedConv.from_layers(block.conv2, block.bn2, "relu")
-        fused.bn1, fused.bn2 = Identity(), Identity()
+        fused.bn1, fused.bn2, fused.relu = Identity(), Identity(), Identity()
         if block.downsample is not None:
             fused.downsample = _fused(block.downsample)
         return fused.eval()
