@@ -70,3 +70,26 @@ def test_a_one_thread_limit_means_no_split():
     finally:
         _blas._state["set"](before)
     assert _blas.split_threads() == min(before, os.cpu_count())
+
+
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 16, 30, 30), (64, 16, 3, 3), dict(padding=1)),           # GEMM per sample
+    ((3, 64, 7, 7), (96, 64, 3, 3), dict(padding=1)),             # batch in columns
+    ((2, 32, 20, 20), (64, 32, 1, 1), dict()),                    # no unfold
+    ((2, 64, 9, 9), (64, 16, 3, 3), dict(groups=4, stride=2)),
+])
+def test_backends_with_split_products_match_the_oracle(x_shape, w_shape, params):
+    from convbackends.backends.im2col import Im2colBackend
+    from convbackends.backends.winograd import WinogradBackend
+    from convbackends.spec import conv_spec
+    from reference import oracle
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    spec, _ = conv_spec("conv2d", x.shape, w.shape, None, dtype="float32", **params)
+    want = oracle.conv(x, w, **params)
+    for backend in (Im2colBackend(split_gemm=True), WinogradBackend(split_gemm=True)):
+        if backend.supports("conv", spec) is not None:
+            continue
+        got = backend.conv(x, w, None, spec)
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-4

@@ -5,7 +5,9 @@ OpenBLAS's workers busy-wait between products: on a small machine they spin whil
 threads work, and when another process takes a core, a multi-threaded product waits for the
 preempted worker at every step (measured here at 3-20 GFLOP/s where one thread alone gives
 60-90). Splitting a product's rows between threads of our own, each calling a
-single-threaded OpenBLAS, leaves no pool to spin and degrades gracefully under load.
+single-threaded OpenBLAS, leaves no pool to spin and degrades gracefully under load. On an
+idle machine OpenBLAS's own threads are faster (2 threads: 137-189 GFLOP/s on ResNet-18's
+products here, the split 72-154), so backends use this only when asked (``split_gemm``).
 
 :func:`matmul` does that when NumPy's BLAS is an OpenBLAS we can reach (its
 ``openblas_set_num_threads``, found among the libraries mapped into the process); the

@@ -341,7 +341,9 @@ class WinogradBackend(Backend):
         Memory for cached filter transforms (and the weight copies that guard them).
     split_gemm : bool, optional
         Run the per-frequency products as single-threaded OpenBLAS calls side by side, one
-        per core, rather than each on OpenBLAS's thread pool (:mod:`._blas`). Default: True
+        per core, rather than each on OpenBLAS's thread pool (:mod:`._blas`): for machines
+        shared with other work, where OpenBLAS's threads wait on preempted siblings.
+        Default: False
     """
 
     name = "winograd"
@@ -354,7 +356,7 @@ class WinogradBackend(Backend):
     exact_nonfinite = False
 
     def __init__(self, tile=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                 cache_bytes=DEFAULT_CACHE_BYTES, split_gemm=True):
+                 cache_bytes=DEFAULT_CACHE_BYTES, split_gemm=False):
         self.tile = tile
         self.split_gemm = split_gemm
         self.chunk_bytes = chunk_bytes
