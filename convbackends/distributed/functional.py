@@ -213,10 +213,9 @@ def _absorbed(chunks, pad):
     neighbours."""
     chunks = list(chunks)
     if pad[0] and len(chunks) > 1 and chunks[0] == pad[0]:
-        chunks[1:2] = [chunks.pop(0) + chunks[0]]
+        chunks[:2] = [chunks[0] + chunks[1]]
     if pad[1] and len(chunks) > 1 and chunks[-1] == pad[1]:
-        last = chunks.pop()
-        chunks[-1] += last
+        chunks[-2:] = [chunks[-2] + chunks[-1]]
     return tuple(chunks)
 
 
