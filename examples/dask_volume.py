@@ -84,7 +84,7 @@ def main():
 
         with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                       memory_limit=args.memory_limit,
-                                      dashboard_address=None) as cluster, \
+                                      dashboard_address=":0") as cluster, \
                 distributed.Client(cluster):
             x = da.from_array(NpyVolume(src), chunks=(1, 1) + (args.chunk,) * 3,
                               meta=np.empty((0,) * 5, np.float32))

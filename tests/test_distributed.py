@@ -27,7 +27,7 @@ from convbackends.distributed.halo import plan_axis  # noqa: E402
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="1GiB")
+                                       dashboard_address=":0", memory_limit="1GiB")
     with cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
@@ -309,3 +309,11 @@ def test_import_needs_dask_and_convbackends_does_not_import_it(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_tensors_and_numpy_arrays_become_one_chunk():
+    torch = pytest.importorskip("torch")
+    x, w = _data((2, 3, 9, 8), (4, 3, 3, 3))
+    y = cbd.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1, backend="naive")
+    assert y.numblocks == (1, 1, 1, 1)
+    np.testing.assert_array_equal(_sync(y), cb.conv2d(x, w, padding=1, backend="naive"))

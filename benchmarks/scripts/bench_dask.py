@@ -82,7 +82,7 @@ def setup(contender, size, chunk, kernel, workers=0, threads=2):
 
     import distributed
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=":0")
     client = distributed.Client(cluster)
     scattered = client.persist(xd)
     distributed.wait(scattered)
