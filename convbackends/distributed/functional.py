@@ -25,6 +25,7 @@ with ``dask.array.store``.
 
 import functools
 import inspect
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -121,8 +122,23 @@ def _pick(pair, index):
     return pair[index]
 
 
-def _lazy_call(func, args):
-    """The one path of every function here: validate, lay out the chunks, build the graph."""
+@dataclass(frozen=True)
+class _CheckedCall:
+    """A call validated on shapes: its op, operands and spec, and the blocks' backend."""
+
+    op: str
+    entry: object
+    x: object           # a Dask array
+    rest: list          # the other operands: in-memory weight and bias, or Dask indices
+    spec: object
+    batched: bool
+    dtype: str
+    backend: object
+    default_backend: str
+
+
+def _check(func, args):
+    """Validate a call as the in-memory call does, on shapes, before any graph exists."""
     if args.get("out") is not None:
         raise UnsupportedError(f"{func}: out= is not taken for Dask arrays; store the "
                                f"result with dask.array.store")
@@ -143,52 +159,63 @@ def _lazy_call(func, args):
         geometry = {"output_size": 1}
     shapes = tuple(None if a is None else tuple(a.shape) for a in operands)
     spec, batched = entry.build_spec(func, nd, shapes, dtype, **geometry)
-    padding_mode = args.get("padding_mode", "zeros")
-    inner = padded_spec(spec, padding_mode) if op == "conv" else spec
+    inner = padded_spec(spec, args["padding_mode"]) if op == "conv" else spec
     backend, default = backend_for_blocks(func, args.get("backend"))
     if backend is not None:
         plan_call(op, inner, backend, dry_run=True)    # a named backend that cannot: now
+    return _CheckedCall(op, entry, x, rest, spec, batched, dtype, backend, default)
 
-    if not batched:
+
+def _whole_plane_error(func, op, x, chunked):
+    rechunk = ", ".join(f"{axis}: -1" for axis in chunked)
+    return UnsupportedError(
+        f"{func}: x is chunked along spatial axes {chunked} (chunks "
+        f"{[x.chunks[axis] for axis in chunked]}), but {_WHOLE_PLANE[op]}; chunk it along "
+        f"the batch only: x.rechunk({{{rechunk}}})")
+
+
+def _lazy_call(func, args):
+    """The one path of every function here: validate, lay out the chunks, build the graph."""
+    call = _check(func, args)
+    op, x, rest = call.op, call.x, call.rest
+    if not call.batched:
         x = x[None]
         rest = [a[None] if op == "max_unpool" else a for a in rest]
     x = x.rechunk({1: -1})
     chunked = [axis for axis in range(2, x.ndim) if x.numblocks[axis] > 1]
-    call_params = {k: v for k, v in args.items()
-                   if k not in ("x", "weight", "bias", "indices", "backend", "out")}
-    windows = None
-    spatial = list(entry.result_shape(spec)[2:])
+    params = {k: v for k, v in args.items()
+              if k not in ("x", "weight", "bias", "indices", "backend", "out")}
+    result_shape = call.entry.result_shape(call.spec)
+    windows, spatial_chunks = None, tuple((n,) for n in result_shape[2:])
     if chunked:
         if op not in _SPATIAL_OPS:
-            raise UnsupportedError(
-                f"{func}: x is chunked along spatial axes {chunked} (chunks "
-                f"{[x.chunks[a] for a in chunked]}), but {_WHOLE_PLANE[op]}; chunk it "
-                f"along the batch only: x.rechunk({{{', '.join(f'{a}: -1' for a in chunked)}}})")
-        x, windows, spatial = _halo_layout(x, spec, padding_mode, call_params)
+            raise _whole_plane_error(func, op, x, chunked)
+        x, windows, spatial_chunks = _halo_layout(x, call.spec, params)
     elif op == "max_unpool":
         rest = [rest[0].rechunk(x.chunks)]
 
-    chunks = (x.chunks[0], (entry.result_shape(spec)[1],)) + tuple(
-        s if isinstance(s, tuple) else (s,) for s in spatial)
-    blocks = [once(a) if op != "max_unpool" else a for a in rest]
-    kwargs = dict(function=func, params=call_params, windows=windows, backend=backend,
-                  default_backend=default)
+    chunks = (x.chunks[0], (result_shape[1],)) + spatial_chunks
+    blocks = [a if op == "max_unpool" else once(a) for a in rest]
+    kwargs = dict(function=func, params=params, windows=windows, backend=call.backend,
+                  default_backend=call.default_backend)
     if not (op == "max_pool_with_indices" or args.get("return_indices")):
-        y = da.map_blocks(run_block, x, *blocks, chunks=chunks, dtype=dtype,
-                          meta=np.empty((0,) * x.ndim, dtype), **kwargs)
-        return y if batched else y[0]
+        y = da.map_blocks(run_block, x, *blocks, chunks=chunks, dtype=call.dtype,
+                          meta=np.empty((0,) * x.ndim, call.dtype), **kwargs)
+        return y if call.batched else y[0]
     # Values and indices come from one call per block: its pair, then each half.
     pairs = da.map_blocks(run_block, x, *blocks, chunks=chunks, dtype=object,
                           meta=np.empty((0,) * x.ndim, object), **kwargs)
     results = tuple(pairs.map_blocks(_pick, i, dtype=t, meta=np.empty((0,) * x.ndim, t))
-                    for i, t in enumerate((dtype, np.int64)))
-    return results if batched else tuple(r[0] for r in results)
+                    for i, t in enumerate((call.dtype, np.int64)))
+    return results if call.batched else tuple(r[0] for r in results)
 
 
-def _halo_layout(x, spec, padding_mode, call_params):
+def _halo_layout(x, spec, params):
     """``(x, windows, out_chunks)`` for a call chunked in space: ``x`` padded first for a
-    non-zero ``padding_mode``, rechunked to the halo plan and given its halos."""
+    non-zero ``padding_mode`` (taken out of ``params``), rechunked to the halo plan and
+    given its halos."""
     pads = spec.padding
+    padding_mode = params.get("padding_mode", "zeros")
     if padding_mode != "zeros":
         x = da.pad(x, ((0, 0), (0, 0)) + tuple(tuple(p) for p in pads),
                    mode=_NP_PAD_MODE[padding_mode])
@@ -196,7 +223,7 @@ def _halo_layout(x, spec, padding_mode, call_params):
         x = x.rechunk({axis + 2: _absorbed(x.chunks[axis + 2], pad)
                        for axis, pad in enumerate(pads)})
         pads = ((0, 0),) * len(pads)
-        call_params.pop("padding_mode")
+        params.pop("padding_mode")
     ceil_mode = getattr(spec, "ceil_mode", False)
     plans = [plan_axis(x.chunks[axis + 2], k, s, d, p, ceil_mode)
              for axis, (k, s, d, p) in enumerate(zip(spec.kernel, spec.stride,
@@ -205,7 +232,7 @@ def _halo_layout(x, spec, padding_mode, call_params):
     depth = {axis + 2: plan.depth for axis, plan in enumerate(plans) if any(plan.depth)}
     if depth:
         x = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
-    return x, tuple(plan.windows for plan in plans), [plan.out_chunks for plan in plans]
+    return x, tuple(plan.windows for plan in plans), tuple(plan.out_chunks for plan in plans)
 
 
 def _absorbed(chunks, pad):

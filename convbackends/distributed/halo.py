@@ -83,9 +83,9 @@ def plan_axis(chunks, kernel, stride, dilation, pads, ceil_mode=False):
     """Plan one spatial axis of a sliding window over input ``chunks``.
 
     A chunk that owns no outputs, whose outputs read padding only, or that is smaller than
-    the halo (Dask takes a halo from the next chunk only) is merged into its neighbour, so ``in_chunks`` may be coarser than
-    ``chunks``. An axis of one chunk keeps the call's own padding, so the block's call is
-    the whole-array call.
+    the halo (Dask takes a halo from the next chunk only) is merged into its neighbour, so
+    ``in_chunks`` may be coarser than ``chunks``. An axis of one chunk keeps the call's own
+    padding, so the block's call is the whole-array call.
     """
     chunks = tuple(int(c) for c in chunks)
     length = sum(chunks)
