@@ -22,7 +22,9 @@ in rotating rounds by :func:`convbackends.tools.measure.time_calls`:
 
 On a cluster the volume is scattered to the workers once, before timing (``persist``), and
 each timed call computes the convolution and gathers it into the client as one NumPy array,
-as the in-memory call returns one. Each result is checked against the in-memory call.
+as the in-memory call returns one; the ``kept`` contenders leave the result on the workers
+(``persist`` and ``wait``): the cluster's throughput without the transfer. Each result is
+checked against the in-memory call.
 Throughput is input voxels per second; GFLOP/s counts 2 FLOPs per multiply-add.
 """
 
@@ -51,7 +53,7 @@ def _set_threads(threads):
         os.environ[name] = str(threads)
 
 
-def setup(contender, size, chunk, kernel, workers=0, threads=2):
+def setup(contender, size, chunk, kernel, workers=0, threads=2, gather=True):
     """A Peer target: ``(run, info)`` for one contender (see the module's docstring)."""
     _set_threads(threads)
     x, w = _volume(size, kernel)
@@ -87,7 +89,14 @@ def setup(contender, size, chunk, kernel, workers=0, threads=2):
     scattered = client.persist(xd)
     distributed.wait(scattered)
     y = build(scattered)
-    return (lambda: client.compute(y).result()), {"workers": workers}
+    if gather:
+        return (lambda: client.compute(y).result()), {"workers": workers}
+
+    def kept():
+        result = client.persist(y)      # computed on the workers, left there
+        distributed.wait(result)
+        return result
+    return kept, {"workers": workers}
 
 
 CONTENDERS = [  # name, setup arguments
@@ -97,6 +106,11 @@ CONTENDERS = [  # name, setup arguments
     ("dask 2 workers", dict(contender="convbackends", workers=2, threads=1)),
     ("dask-image 1 worker", dict(contender="dask-image", workers=1)),
     ("dask-image 2 workers", dict(contender="dask-image", workers=2, threads=1)),
+    ("dask 1 worker, kept", dict(contender="convbackends", workers=1, gather=False)),
+    ("dask 2 workers, kept", dict(contender="convbackends", workers=2, threads=1,
+                                  gather=False)),
+    ("dask-image 2 workers, kept", dict(contender="dask-image", workers=2, threads=1,
+                                        gather=False)),
 ]
 
 
