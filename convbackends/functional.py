@@ -23,7 +23,7 @@ import numpy as np
 
 from . import dispatch
 from .dispatch.autotune import autotune_enabled
-from .errors import DTypeError, ShapeError, UnsupportedError
+from .errors import ArgumentTypeError, DTypeError, ShapeError, UnsupportedError
 from .ops import get_op
 from .ops.epilogue import make_epilogue
 from .ops.gradients import fold_padding
@@ -51,14 +51,34 @@ def is_device_array(a):
         hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False)))
 
 
-def _as_array(a, device):
+_DLPACK_CPU = 1    # DLPack's device type of host memory (kDLCPU)
+
+
+def _host_array(func, a):
+    """A NumPy array of ``a``'s memory where it is host memory: through DLPack when ``a``
+    offers it (PyTorch CPU tensors, JAX CPU arrays: no copy), else ``numpy.asarray``."""
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        if hasattr(a, "__dlpack__") and a.__dlpack_device__()[0] == _DLPACK_CPU:
+            try:
+                return np.from_dlpack(a)
+            except (BufferError, RuntimeError, TypeError, ValueError):
+                pass    # a dtype or flag DLPack cannot carry: the library's own conversion
+        return np.asarray(a)
+    except (BufferError, RuntimeError, TypeError) as error:
+        raise ArgumentTypeError(f"{func}: cannot read a {type(a).__name__} as a NumPy "
+                                f"array: {error}") from error
+
+
+def _as_array(func, a, device):
     """NumPy arrays for host calls. For device calls, device arrays become Numba views of
     the same memory (CuPy's and PyTorch's dtypes are not NumPy dtypes) and anything else a
     NumPy array."""
     if a is None:
         return a
     if not device or not is_device_array(a):
-        return np.asarray(a)
+        return _host_array(func, a)
     if getattr(a, "__cuda_ndarray__", False):
         return a
     from numba import cuda  # reached only with device input, which needs numba-cuda
@@ -179,7 +199,7 @@ def _call(op, func, nd, operands, params, backend, out, padding_mode="zeros",
     """The one path of every public function: validate, plan, run, shape the results."""
     entry = get_op(op)
     device = any(is_device_array(a) for a in operands)
-    arrays = [_as_array(a, device) for a in operands]
+    arrays = [_as_array(func, a, device) for a in operands]
     key = _plan_key(op, func, nd, arrays, params, backend, padding_mode, device)
     found = None if key is None else _PLANS.get(key)
     if found is None:
