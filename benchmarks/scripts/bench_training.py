@@ -172,7 +172,7 @@ class TorchSide:
 
         return run
 
-    def grad(self, op, data, stride, variant="nn.grad", **_):
+    def grad(self, op, data, stride, variant="nn.grad", padding=1, **_):
         """``torch.nn.grad``'s function, or (``variant="autograd"``) the call autograd makes:
         ``aten::convolution_backward`` given the forward's real input and weight (where
         ``torch.nn.grad`` passes an expanded one-element tensor for the array it does not
@@ -184,11 +184,11 @@ class TorchSide:
             mask, index = ((True, False, False), 0) if op == "input" else \
                 ((False, True, False), 1)
             backward = torch.ops.aten.convolution_backward
-            return lambda: backward(g, x, w, None, [stride] * 2, [1, 1], [1, 1], False,
-                                    [0, 0], 1, mask)[index]
+            return lambda: backward(g, x, w, None, [stride] * 2, [padding] * 2, [1, 1],
+                                    False, [0, 0], 1, mask)[index]
         if op == "input":
-            return lambda: torch.nn.grad.conv2d_input(x.shape, w, g, stride, 1)
-        return lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, stride, 1)
+            return lambda: torch.nn.grad.conv2d_input(x.shape, w, g, stride, padding)
+        return lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, stride, padding)
 
     def profile(self, run, steps):
         """Self CPU time per ATen operator over ``steps`` steps, ms per step, largest
@@ -251,13 +251,14 @@ class OurSide:
 
         return run
 
-    def grad(self, op, data, stride, backend, **_):
+    def grad(self, op, data, stride, backend, padding=1, **_):
         cb = self.cb
         with np.load(data) as arrays:
             x, w, g = (arrays[k] for k in ("x", "w", "g"))
         if op == "input":
-            return lambda: cb.grad.conv2d_input(x.shape, w, g, stride, 1, backend=backend)
-        return lambda: cb.grad.conv2d_weight(x, w.shape, g, stride, 1, backend=backend)
+            return lambda: cb.grad.conv2d_input(x.shape, w, g, stride, padding,
+                                                backend=backend)
+        return lambda: cb.grad.conv2d_weight(x, w.shape, g, stride, padding, backend=backend)
 
     def profile(self, run, steps):
         """Milliseconds per step by layer kind and phase, largest first: each leaf layer's
@@ -348,11 +349,15 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One contender's process; ``worker(settle)`` is a sampler for ``time_calls``."""
+    """One contender's process; ``worker(settle)`` is a sampler for ``time_calls``.
 
-    def __init__(self, side, threads):
+    ``root`` is the checkout whose ``convbackends`` an ``ours`` worker imports (another
+    checkout times the code before a change against the code after it).
+    """
+
+    def __init__(self, side, threads, root=ROOT):
         env = dict(START_ENV, PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in START_ENV.get("PYTHONPATH", "").split(os.pathsep) if p]))
+            [str(root)] + [p for p in START_ENV.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.side, self.last_wait = side, None
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", side,
