@@ -344,6 +344,8 @@ def test_fc6_in_explain():
      "im2col", "gradient-weight"),
     ((64, 1, 32, 32), (6, 1, 5, 5), {}, "conv_input_grad", "im2col", "gradient-input"),
     ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_weight_grad",
+     "numba", "gradient-depthwise-weight"),
+    ((8, 512, 14, 14), (512, 1, 3, 3), {"padding": 1, "groups": 512}, "conv_weight_grad",
      "im2col", "gradient-weight"),
     ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_input_grad",
      "numba", "gradient-depthwise-input"),
@@ -380,6 +382,10 @@ def test_a_gradient_rule_passes_over_a_backend_it_cannot_reach(registry):
      ["conv_input_grad -> conv_transpose", "conv_transpose: fft's own kernel"]),
     ((8, 32, 28, 28), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_input_grad",
      ["conv_input_grad -> conv_transpose", "conv_transpose: numba's own kernel"]),
+    ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_weight_grad",
+     ["conv_weight_grad: numba's own kernel"]),
+    ((8, 32, 56, 56), (32, 2, 3, 3), {"padding": 1, "groups": 16}, "conv_weight_grad",
+     ["conv_weight_grad: im2col's own kernel"]),
 ])
 def test_explain_plans_the_route_a_gradient_rule_chose(x_shape, w_shape, kwargs, op, route):
     needed = {step.split(":")[1].split("'")[0].strip() for step in route if "'" in step}

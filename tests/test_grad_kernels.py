@@ -1,6 +1,7 @@
-"""im2col's own kernel for the weight gradient of ``conv`` (``conv_weight_grad``): against
-the float64 oracle on odd geometries, groups, depthwise with channel multipliers, padding
-forms and modes, batch chunks, non-finite operands; and the plan that runs it."""
+"""The backends' own kernels for the weight gradient of ``conv`` (``conv_weight_grad``):
+im2col's (every geometry) and numba's (depthwise layers), against the float64 oracle on odd
+geometries, groups, depthwise with channel multipliers, padding forms and modes, batch
+chunks, non-finite operands; and the plans that run them."""
 
 import warnings
 
@@ -14,6 +15,7 @@ from convbackends.tools.measure import relative_error, tolerance
 from reference import oracle
 
 NATIVE = ["conv_weight_grad: im2col's own kernel"]
+HAS_NUMBA = "numba" in cb.available_backends()
 
 # (input shape, weight shape, forward keywords)
 CASES = [
@@ -37,6 +39,18 @@ CASES = [
 ]
 
 
+def _is_depthwise(x_shape, kw):
+    groups = kw.get("groups", 1)
+    return groups > 1 and groups == x_shape[1]
+
+
+# Every case on im2col; the depthwise ones on numba too.
+BACKEND_CASES = [pytest.param("im2col", *case, id=f"im2col-{i}") for i, case in enumerate(CASES)]
+BACKEND_CASES += [pytest.param("numba", *case, id=f"numba-{i}",
+                               marks=pytest.mark.skipif(not HAS_NUMBA, reason="no numba"))
+                  for i, case in enumerate(CASES) if _is_depthwise(case[0], case[2])]
+
+
 def _grad_output_shape(x_shape, w_shape, kw):
     return cb.explain(x_shape, w_shape, bias=False, **kw).output_shape
 
@@ -52,18 +66,18 @@ def _arrays(rng, x_shape, w_shape, kw, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, kw", CASES)
-def test_native_weight_grad_matches_the_oracle(rng, dtype, x_shape, w_shape, kw):
+@pytest.mark.parametrize("backend, x_shape, w_shape, kw", BACKEND_CASES)
+def test_native_weight_grad_matches_the_oracle(rng, dtype, backend, x_shape, w_shape, kw):
     x, gy = _arrays(rng, x_shape, w_shape, kw, dtype)
     x0, gy0 = x.copy(), gy.copy()
     nd = len(x_shape) - 2
     e = cb.explain(x_shape, w_shape, op="conv_weight_grad", dtype=np.dtype(dtype).name,
-                   backend="im2col", **kw)
-    assert e.steps == NATIVE
-    gw = _weight_grad(nd)(x, w_shape, gy, **kw, backend="im2col")
+                   backend=backend, **kw)
+    assert e.steps == [f"conv_weight_grad: {backend}'s own kernel"]
+    gw = _weight_grad(nd)(x, w_shape, gy, **kw, backend=backend)
     ref = oracle.conv_weight_grad(x, w_shape, gy, **_oracle_padding(x_shape, w_shape, kw))
     assert gw.dtype == dtype and gw.shape == w_shape
-    assert relative_error(gw, ref) < tolerance("im2col", dtype)
+    assert relative_error(gw, ref) < tolerance(backend, dtype)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(gy, gy0)
 
@@ -152,16 +166,18 @@ def test_out_unbatched_and_non_contiguous(rng):
 SPECIAL = (np.nan, np.inf, -np.inf, 0.0)
 
 
-def _assert_same_pattern(got, ref, dtype):
+def _assert_same_pattern(got, ref, backend, dtype):
     for name, test in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
         np.testing.assert_array_equal(test(got), test(ref), err_msg=f"{name} pattern")
-    assert relative_error(got, ref) < tolerance("im2col", dtype)
+    assert relative_error(got, ref) < tolerance(backend, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, kw", [c for i, c in enumerate(CASES) if i % 2 == 0]
-                         + [CASES[-3]])
-def test_non_finite_operands_give_the_direct_formulas_pattern(dtype, x_shape, w_shape, kw):
+@pytest.mark.parametrize("backend, x_shape, w_shape, kw",
+                         [c for i, c in enumerate(BACKEND_CASES) if i % 2 == 0 or
+                          c.values[0] == "numba"])
+def test_non_finite_operands_give_the_direct_formulas_pattern(dtype, backend, x_shape,
+                                                              w_shape, kw):
     """NaN, +Inf, -Inf and zeros placed in the input and the output gradient: the result's
     NaN and Inf are exactly the direct sum's (a padded zero meeting an infinite output
     gradient is NaN, +Inf and -Inf in one sum are NaN), and no RuntimeWarning escapes."""
@@ -176,24 +192,28 @@ def test_non_finite_operands_give_the_direct_formulas_pattern(dtype, x_shape, w_
                 flat[rng.integers(flat.size)] = rng.choice(SPECIAL)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            gw = _weight_grad(nd)(x, w_shape, gy, **kw, backend="im2col")
+            gw = _weight_grad(nd)(x, w_shape, gy, **kw, backend=backend)
         with np.errstate(invalid="ignore", over="ignore"):
             ref = oracle.conv_weight_grad(x, w_shape, gy, **kw_ref)
-        _assert_same_pattern(gw, ref, dtype)
+        _assert_same_pattern(gw, ref, backend, dtype)
 
 
-def test_an_infinite_output_gradient_meets_the_padding():
+@pytest.mark.parametrize("backend", ["im2col"] + (["numba"] if HAS_NUMBA else []))
+def test_an_infinite_output_gradient_meets_the_padding(backend):
     """Every tap that reads padding for the infinite output is NaN (0 * Inf); the others are
     that Inf times a positive input."""
-    x = np.ones((1, 1, 3, 3))
-    gy = np.zeros((1, 1, 3, 3))
-    gy[0, 0, 0, 0] = np.inf                     # the top-left output: its window is 2/3 padding
-    gw = cb.grad.conv2d_weight(x, (1, 1, 3, 3), gy, padding=1, backend="im2col")
+    x = np.ones((1, 2, 3, 3))
+    gy = np.zeros((1, 2, 3, 3))
+    gy[0, :, 0, 0] = np.inf                     # the top-left output: its window is 2/3 padding
     expected = np.full((3, 3), np.nan)
     expected[1:, 1:] = np.inf
-    np.testing.assert_array_equal(gw[0, 0], expected)
-    gw = cb.grad.conv2d_weight(x, (3, 1, 3, 3), np.repeat(gy, 3, axis=1), padding=1,
-                               groups=1, backend="im2col")
+    gw = cb.grad.conv2d_weight(x, (2, 1, 3, 3), gy, padding=1, groups=2, backend=backend)
+    np.testing.assert_array_equal(gw[:, 0], np.broadcast_to(expected, (2, 3, 3)))
+    gw = cb.grad.conv2d_weight(x, (6, 1, 3, 3), np.repeat(gy, 3, axis=1), padding=1,
+                               groups=2, backend=backend)
+    np.testing.assert_array_equal(gw[:, 0], np.broadcast_to(expected, (6, 3, 3)))
+    gw = cb.grad.conv2d_weight(x[:, :1], (3, 1, 3, 3), gy[:, :1].repeat(3, axis=1), padding=1,
+                               backend="im2col")
     np.testing.assert_array_equal(gw[:, 0], np.broadcast_to(expected, (3, 3, 3)))
 
 
@@ -213,3 +233,18 @@ def test_explain_shows_the_native_kernel_not_the_lowering():
     assert e.backends["im2col"].plan["reduction"].startswith("depthwise")
     assert e.backends["im2col"].workspace_bytes == 8 * 32 * 30 * 30 * 4
     assert "conv_weight_grad: im2col's own kernel" in str(e)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="no numba")
+def test_numba_lowers_the_weight_gradient_of_other_layers():
+    """numba's kernel is for depthwise layers; elsewhere its conv over swapped axes runs."""
+    e = cb.explain((2, 4, 9, 9), (6, 2, 3, 3), op="conv_weight_grad", groups=2, padding=1,
+                   backend="numba")
+    assert e.steps[0].startswith("conv_weight_grad -> conv") and e.choice == "numba"
+    assert "depthwise" in cb.get_backend("numba").supports(
+        "conv_weight_grad", conv_spec("test", (2, 4, 9, 9), (6, 2, 3, 3), None, groups=2)[0])
+    e = cb.explain((2, 4, 9, 9), (8, 1, 3, 3), op="conv_weight_grad", groups=4, padding=1,
+                   backend="numba")
+    assert e.steps == ["conv_weight_grad: numba's own kernel"]
+    assert e.backends["numba"].plan["kernel"].startswith("depthwise")
+    assert e.backends["numba"].workspace_bytes >= 2 * 4 * 11 * 11 * 4

@@ -6,7 +6,8 @@ Usage (from the repository root)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
         OPENBLAS_THREAD_TIMEOUT=4 .venv/bin/python benchmarks/scripts/bench_training.py \\
-        --part steps|grads|all [--threads 2] [--repeat 7] [--json results.json]
+        --part steps|grads|all [--threads 2] [--repeat 7] [--json results.json] \\
+        [--baseline OTHER_CHECKOUT]
 
 Parts:
 
@@ -414,6 +415,9 @@ def parse_args(argv=None):
                         "sample at least)")
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--baseline", default=None,
+                   help="another checkout of this project (the code before a change): each "
+                        "backend of it runs too, as before:NAME")
     p.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -433,9 +437,23 @@ def load():
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+BASELINE = None      # --baseline: the checkout whose backends the ``before:`` names run
+
+
 def start(contenders, threads):
-    """A worker per contender name (``torch`` or one of our backends)."""
-    return {name: Worker(side_of(name), threads) for name in contenders}
+    """A worker per contender name (``torch``, one of our backends, or ``before:NAME``,
+    that backend of the ``--baseline`` checkout)."""
+    return {name: worker_for(name, threads) for name in contenders}
+
+
+def worker_for(name, threads):
+    root = BASELINE if name.startswith("before:") else ROOT
+    return Worker(side_of(name), threads, root)
+
+
+def backend_of(name):
+    """The backend a contender of ours names: ``before:im2col`` runs ``im2col``."""
+    return name.partition(":")[2] if name.startswith("before:") else name
 
 
 def side_of(name):
@@ -449,7 +467,7 @@ def setup_all(workers, declined, **request):
     replies = {}
     for name, worker in list(workers.items()):
         extra = ({"variant": name.partition("-")[2] or "nn.grad"} if side_of(name) == "torch"
-                 else {"backend": name})
+                 else {"backend": backend_of(name)})
         try:
             replies[name] = worker.ask(cmd="setup", **request, **extra)
         except WorkerError as e:
@@ -482,6 +500,8 @@ def run_steps(args, measure, results):
     import convbackends as cb
     backends = args.backends.split(",") if args.backends else list(STEP_BACKENDS)
     backends = [b for b in backends if b in cb.available_backends()]
+    if BASELINE is not None:
+        backends += [f"before:{b}" for b in backends]
     lr = 1e-3 if args.optimizer == "adam" else 1e-2
     for model in args.models.split(","):
         cfg = MODELS[model]
@@ -502,7 +522,7 @@ def run_steps(args, measure, results):
                 firsts = {n: r["first"] for n, r in replies.items()}
                 timings = time_workers(measure, workers, args, firsts)
                 profiles = {}
-                for name in ("torch", "auto", "im2col"):
+                for name in ("torch", "auto", "im2col", "before:auto"):
                     if name in workers:
                         profiles[name] = workers[name].ask(
                             cmd="profile", steps=args.profile_steps)["rows"]
@@ -548,6 +568,8 @@ def run_grads(args, measure, results):
     import convbackends as cb
     backends = args.backends.split(",") if args.backends else list(GRAD_BACKENDS)
     backends = [b for b in backends if b in cb.available_backends()]
+    if BASELINE is not None:
+        backends += [f"before:{b}" for b in backends]
     load_at_start = load()
     rows = []
     workers = start(["torch", "torch-autograd"] + backends, args.threads)
@@ -569,7 +591,7 @@ def run_grads(args, measure, results):
                     replies = setup_all(active, declined, task="grad", op=op, data=data,
                                         stride=stride, min_time=args.min_time)
                     for gone in declined:       # setup_all closed it: start a fresh one
-                        workers[gone] = Worker(side_of(gone), args.threads)
+                        workers[gone] = worker_for(gone, args.threads)
                     timings = time_workers(measure, active, args,
                                            {n: r["first"] for n, r in replies.items()})
                     row = dict(layer=name, cin=cin, cout=cout, size=size, stride=stride,
@@ -617,6 +639,8 @@ def report_grads(e, backends):
 
 def main(argv=None):
     args = parse_args(argv)
+    global BASELINE
+    BASELINE = None if args.baseline is None else Path(args.baseline).resolve()
     if args.worker:
         serve(args.worker, args.threads)
         return

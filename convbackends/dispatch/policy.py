@@ -91,6 +91,10 @@ WINOGRAD_MIN_TILES = 32                 # 4x4 output tiles (whole batch) its GEM
 # kernel on a 7x7 map: 4.4 s against im2col's 0.1 s).
 FFT_FILTER_WORK = 40
 FFT_MIN_ADVANTAGE = 2
+# Output positions from which numba's depthwise weight-gradient kernel beats im2col's
+# einsum (batch 8, 2 threads: 7-23 ms against 27-127 at 56x56 and 112x112; 5.3-7.0
+# against 4.1-5.8 at 14x14).
+DEPTHWISE_GRAD_MIN_OUTPUT = 28 * 28
 
 
 def _fft_pays(spec):
@@ -119,6 +123,11 @@ def _gradient_of_large_kernel(op, spec):
 
 def _depthwise_input_grad(op, spec):
     return op == "conv_input_grad" and _is_depthwise(spec)
+
+
+def _depthwise_weight_grad(op, spec):
+    return (op == "conv_weight_grad" and _is_depthwise(spec)
+            and math.prod(spec.output_spatial) >= DEPTHWISE_GRAD_MIN_OUTPUT)
 
 
 def _few_channels(op, spec):
@@ -157,10 +166,14 @@ RULES = (
     Rule("gradient-depthwise-input", "a depthwise layer's input gradient: numba's "
          "conv_transpose through the lowering (16 ms against im2col's 47-110 from 14x14 to "
          "112x112)", ("numba",), _depthwise_input_grad),
+    Rule("gradient-depthwise-weight", "a depthwise layer's weight gradient over at least "
+         f"{DEPTHWISE_GRAD_MIN_OUTPUT} outputs: numba's kernel, one pass over each channel's "
+         "plane (3.8-5.4x im2col's einsum at 56x56 to 112x112)", ("numba",),
+         _depthwise_weight_grad),
     Rule("gradient-weight", "im2col's weight-gradient kernel: the unfold and one GEMM over "
          "batch and positions (ResNet-18's layers 1.2-4x faster than its lowering, a "
          "tiny-batch convolution with an output-sized kernel); depthwise, an einsum per "
-         "kernel offset (1.6x numba's lowering)", ("im2col",),
+         "kernel offset", ("im2col",),
          lambda op, spec: op == "conv_weight_grad"),
     Rule("gradient-input", "im2col's conv_transpose through the lowering: its GEMM and "
          "col2im (a native GEMM + col2im measured no faster; numba and FFT 2-60x slower on "
