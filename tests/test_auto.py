@@ -412,3 +412,21 @@ def test_a_gradient_through_a_chosen_lowering_is_exact():
         < tolerance(e.choice, np.float64)
     assert relative_error(gx, oracle.conv_input_grad(x.shape, w, gy, padding=3)) \
         < tolerance(e.choice, np.float64)
+
+
+def test_autotuner_times_weight_gradient_kernels(registry):
+    """Two backends with a weight-gradient kernel: the tuner calls each with the op's
+    operands (the input and the output gradient) and keeps the faster."""
+    class Slow(GradFakeBackend):
+        def conv_weight_grad(self, x, grad_output, spec):
+            assert x.shape == spec.input_shape and grad_output.shape == spec.output_shape
+            self.calls += 1
+            time.sleep(0.004)
+            return np.zeros(spec.weight_shape, spec.dtype)
+
+    slow, fast = Slow("im2col"), GradFakeBackend("numba")
+    auto = registry(slow, fast)
+    autotune.set_autotune(True)
+    backend, reason = auto.choose("conv_weight_grad", DEPTHWISE)
+    assert backend is fast and reason.startswith("autotune: timed now")
+    assert slow.calls >= 2

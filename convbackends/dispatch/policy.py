@@ -158,7 +158,8 @@ def _winograd_3x3(op, spec):
 RULES = (
     Rule("pooling", "pooling is memory-bound: the parallel direct loop wins",
          ("numba", "naive"), lambda op, spec: op in POOL_OPS),
-    # Gradients, by the forward layer's geometry (single-threaded, batch 8).
+    # Gradients, by the forward layer's geometry (docs/perf-training.md; batch 8 but for
+    # LeNet-5's 64, one thread unless said).
     Rule("gradient-large-kernel", "the forward layer passes the large-kernel rule: FFT "
          "through the gradient's lowering (9x9, 16 channels, 64x64: input gradient 36 ms "
          "against im2col's 151, weight gradient 20 against 165)", ("fft",),
@@ -168,16 +169,16 @@ RULES = (
          "112x112)", ("numba",), _depthwise_input_grad),
     Rule("gradient-depthwise-weight", "a depthwise layer's weight gradient over at least "
          f"{DEPTHWISE_GRAD_MIN_OUTPUT} outputs: numba's kernel, one pass over each channel's "
-         "plane (3.8-5.4x im2col's einsum at 56x56 to 112x112)", ("numba",),
+         "plane (2 threads: 2.8-5.4x im2col's einsum at 56x56 to 112x112)", ("numba",),
          _depthwise_weight_grad),
     Rule("gradient-weight", "im2col's weight-gradient kernel: the unfold and one GEMM over "
-         "batch and positions (ResNet-18's layers 1.2-4x faster than its lowering, a "
+         "batch and positions (on ResNet-18's layers 1.2-8x faster than its lowering, a "
          "tiny-batch convolution with an output-sized kernel); depthwise, an einsum per "
          "kernel offset", ("im2col",),
          lambda op, spec: op == "conv_weight_grad"),
     Rule("gradient-input", "im2col's conv_transpose through the lowering: its GEMM and "
-         "col2im (a native GEMM + col2im measured no faster; numba and FFT 2-60x slower on "
-         "ResNet-18's and LeNet-5's layers)", ("im2col",),
+         "col2im (a native GEMM + col2im measured no faster; on ResNet-18's and LeNet-5's "
+         "layers numba took 1.7-58x its time, FFT 1.0-3.5x)", ("im2col",),
          lambda op, spec: op == "conv_input_grad"),
     Rule("depthwise", "depthwise: one GEMM per channel is too small for BLAS; the direct "
          "loop beat FFT up to 31x31 kernels", ("numba",), _depthwise),
