@@ -289,3 +289,144 @@ def test_autotuned_conv_is_still_exact():
     if len([n for n in cb.available_backends() if n != "auto"]) > 1:
         e = cb.explain(x.shape, w.shape, dtype="float64", padding=1, bias=False)
         assert e.reason.startswith("autotune cache entry")
+
+
+# ------------------------------------------------------------- gradient ops and fc6's case
+
+class TransposeFakeBackend(FakeBackend):
+    """A fake with a conv_transpose kernel, which the input gradient lowers onto."""
+
+    def conv_transpose(self, x, weight, bias, spec):
+        return np.zeros(spec.output_shape, spec.dtype)
+
+
+class GradFakeBackend(TransposeFakeBackend):
+    """A fake with im2col's kernels: conv, conv_transpose and conv's weight gradient."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(name, ops=("conv", "conv_transpose", "conv_weight_grad"), **kwargs)
+
+    def conv_weight_grad(self, x, grad_output, spec):
+        return np.zeros(spec.weight_shape, spec.dtype)
+
+
+FCN_FC6 = dict(x_shape=(1, 512, 7, 7), w_shape=(4096, 512, 7, 7))   # models/fcn.py's fc6
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_fc6_a_large_kernel_on_a_map_its_size_stays_with_the_gemm(registry, batch):
+    """FCN's fc6 (7x7, 512 -> 4096 on a 7x7 map: one output position) took 4.4 s on FFT
+    against 0.1 s on im2col: the large-kernel rule weighs the output size."""
+    spec = spec_of((batch,) + FCN_FC6["x_shape"][1:], FCN_FC6["w_shape"])
+    auto = registry(*(FakeBackend(n) for n in ("im2col", "numba", "fft", "winograd")))
+    backend, reason = auto.choose("conv", spec)
+    assert backend.name == "im2col" and reason.startswith("default order")
+    assert not policy._fft_pays(spec)
+    # The same kernel over an output 4x the kernel's side does go to FFT.
+    wide = spec_of((batch, 512, 34, 34), FCN_FC6["w_shape"])
+    assert auto.choose("conv", wide)[0].name == ("fft" if batch == 8 else "im2col")
+
+
+def test_fc6_in_explain():
+    e = cb.explain((1, 512, 7, 7), (4096, 512, 7, 7))
+    assert e.choice == "im2col" and e.steps == ["conv: im2col's own kernel"]
+    e = cb.explain((1, 512, 7, 7), (4096, 512, 7, 7), op="conv_weight_grad")
+    assert e.choice == "im2col" and e.steps == ["conv_weight_grad: im2col's own kernel"]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, op, expected, rule", [
+    # ResNet-18's 3x3 (the lowered weight gradient's "kernel" is 28x28: FFT before)
+    ((8, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}, "conv_weight_grad", "im2col",
+     "gradient-weight"),
+    ((8, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}, "conv_input_grad", "im2col",
+     "gradient-input"),
+    ((8, 3, 112, 112), (64, 3, 7, 7), {"stride": 2, "padding": 3}, "conv_weight_grad",
+     "im2col", "gradient-weight"),
+    ((64, 1, 32, 32), (6, 1, 5, 5), {}, "conv_input_grad", "im2col", "gradient-input"),
+    ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_weight_grad",
+     "numba", "gradient-depthwise-weight"),
+    ((8, 512, 14, 14), (512, 1, 3, 3), {"padding": 1, "groups": 512}, "conv_weight_grad",
+     "im2col", "gradient-weight"),
+    ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_input_grad",
+     "numba", "gradient-depthwise-input"),
+    ((8, 16, 64, 64), (16, 16, 9, 9), {"padding": 4}, "conv_weight_grad", "fft",
+     "gradient-large-kernel"),
+    ((8, 16, 64, 64), (16, 16, 9, 9), {"padding": 4}, "conv_input_grad", "fft",
+     "gradient-large-kernel"),
+    ((1, 512, 7, 7), (4096, 512, 7, 7), {}, "conv_weight_grad", "im2col", "gradient-weight"),
+])
+def test_gradients_are_judged_by_the_forward_geometry(registry, x_shape, w_shape, kwargs, op,
+                                                      expected, rule):
+    auto = registry(GradFakeBackend("im2col"),
+                    *(TransposeFakeBackend(n) for n in ("numba", "fft", "winograd")))
+    backend, reason = auto.choose(op, spec_of(x_shape, w_shape, **kwargs))
+    assert backend.name == expected and reason.startswith(f"rule {rule}")
+
+
+def test_a_gradient_rule_passes_over_a_backend_it_cannot_reach(registry):
+    """fft has no route to the weight gradient here (it runs no conv): im2col's kernel."""
+    auto = registry(GradFakeBackend("im2col"),
+                    TransposeFakeBackend("fft", ops=("conv_transpose",)))
+    spec = spec_of((8, 16, 64, 64), (16, 16, 9, 9), padding=4)
+    backend, reason = auto.choose("conv_weight_grad", spec)
+    assert backend.name == "im2col" and reason.startswith("rule gradient-weight")
+    assert auto.choose("conv_input_grad", spec)[0].name == "fft"
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, op, route", [
+    ((8, 64, 28, 28), (64, 64, 3, 3), {"padding": 1}, "conv_weight_grad",
+     ["conv_weight_grad: im2col's own kernel"]),
+    ((8, 16, 64, 64), (16, 16, 9, 9), {"padding": 4}, "conv_weight_grad",
+     ["conv_weight_grad -> conv", "conv: fft's own kernel"]),
+    ((8, 16, 64, 64), (16, 16, 9, 9), {"padding": 4}, "conv_input_grad",
+     ["conv_input_grad -> conv_transpose", "conv_transpose: fft's own kernel"]),
+    ((8, 32, 28, 28), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_input_grad",
+     ["conv_input_grad -> conv_transpose", "conv_transpose: numba's own kernel"]),
+    ((8, 32, 56, 56), (32, 1, 3, 3), {"padding": 1, "groups": 32}, "conv_weight_grad",
+     ["conv_weight_grad: numba's own kernel"]),
+    ((8, 32, 56, 56), (32, 2, 3, 3), {"padding": 1, "groups": 16}, "conv_weight_grad",
+     ["conv_weight_grad: im2col's own kernel"]),
+])
+def test_explain_plans_the_route_a_gradient_rule_chose(x_shape, w_shape, kwargs, op, route):
+    needed = {step.split(":")[1].split("'")[0].strip() for step in route if "'" in step}
+    if not needed <= set(cb.available_backends()):
+        pytest.skip(f"needs {needed}")
+    e = cb.explain(x_shape, w_shape, op=op, **kwargs)
+    assert e.reason.startswith("rule gradient-")
+    assert len(e.steps) == len(route)
+    for step, expected in zip(e.steps, route):
+        assert step.startswith(expected), (step, expected)
+
+
+def test_a_gradient_through_a_chosen_lowering_is_exact():
+    """auto's FFT route for a large-kernel layer's gradients, against the oracle."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 8, 20, 20))
+    w = rng.standard_normal((8, 8, 7, 7))
+    gy = rng.standard_normal((2, 8, 20, 20))
+    e = cb.explain(x.shape, w.shape, op="conv_weight_grad", padding=3, dtype="float64")
+    gw = cb.grad.conv2d_weight(x, w.shape, gy, padding=3)
+    gx = cb.grad.conv2d_input(x.shape, w, gy, padding=3)
+    from convbackends.tools.measure import relative_error, tolerance
+    assert relative_error(gw, oracle.conv_weight_grad(x, w.shape, gy, padding=3)) \
+        < tolerance(e.choice, np.float64)
+    assert relative_error(gx, oracle.conv_input_grad(x.shape, w, gy, padding=3)) \
+        < tolerance(e.choice, np.float64)
+
+
+def test_autotuner_times_weight_gradient_kernels(registry):
+    """Two backends with a weight-gradient kernel: the tuner calls each with the op's
+    operands (the input and the output gradient) and keeps the faster."""
+    class Slow(GradFakeBackend):
+        def conv_weight_grad(self, x, grad_output, spec):
+            assert x.shape == spec.input_shape and grad_output.shape == spec.output_shape
+            self.calls += 1
+            time.sleep(0.004)
+            return np.zeros(spec.weight_shape, spec.dtype)
+
+    slow, fast = Slow("im2col"), GradFakeBackend("numba")
+    auto = registry(slow, fast)
+    autotune.set_autotune(True)
+    backend, reason = auto.choose("conv_weight_grad", DEPTHWISE)
+    assert backend is fast and reason.startswith("autotune: timed now")
+    assert slow.calls >= 2

@@ -6,7 +6,8 @@ Usage (from the repository root)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \\
         OPENBLAS_THREAD_TIMEOUT=4 .venv/bin/python benchmarks/scripts/bench_training.py \\
-        --part steps|grads|all [--threads 2] [--repeat 7] [--json results.json]
+        --part steps|grads|all [--threads 2] [--repeat 7] [--json results.json] \\
+        [--baseline OTHER_CHECKOUT]
 
 Parts:
 
@@ -172,7 +173,7 @@ class TorchSide:
 
         return run
 
-    def grad(self, op, data, stride, variant="nn.grad", **_):
+    def grad(self, op, data, stride, variant="nn.grad", padding=1, **_):
         """``torch.nn.grad``'s function, or (``variant="autograd"``) the call autograd makes:
         ``aten::convolution_backward`` given the forward's real input and weight (where
         ``torch.nn.grad`` passes an expanded one-element tensor for the array it does not
@@ -184,11 +185,11 @@ class TorchSide:
             mask, index = ((True, False, False), 0) if op == "input" else \
                 ((False, True, False), 1)
             backward = torch.ops.aten.convolution_backward
-            return lambda: backward(g, x, w, None, [stride] * 2, [1, 1], [1, 1], False,
-                                    [0, 0], 1, mask)[index]
+            return lambda: backward(g, x, w, None, [stride] * 2, [padding] * 2, [1, 1],
+                                    False, [0, 0], 1, mask)[index]
         if op == "input":
-            return lambda: torch.nn.grad.conv2d_input(x.shape, w, g, stride, 1)
-        return lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, stride, 1)
+            return lambda: torch.nn.grad.conv2d_input(x.shape, w, g, stride, padding)
+        return lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, stride, padding)
 
     def profile(self, run, steps):
         """Self CPU time per ATen operator over ``steps`` steps, ms per step, largest
@@ -251,13 +252,14 @@ class OurSide:
 
         return run
 
-    def grad(self, op, data, stride, backend, **_):
+    def grad(self, op, data, stride, backend, padding=1, **_):
         cb = self.cb
         with np.load(data) as arrays:
             x, w, g = (arrays[k] for k in ("x", "w", "g"))
         if op == "input":
-            return lambda: cb.grad.conv2d_input(x.shape, w, g, stride, 1, backend=backend)
-        return lambda: cb.grad.conv2d_weight(x, w.shape, g, stride, 1, backend=backend)
+            return lambda: cb.grad.conv2d_input(x.shape, w, g, stride, padding,
+                                                backend=backend)
+        return lambda: cb.grad.conv2d_weight(x, w.shape, g, stride, padding, backend=backend)
 
     def profile(self, run, steps):
         """Milliseconds per step by layer kind and phase, largest first: each leaf layer's
@@ -348,11 +350,15 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One contender's process; ``worker(settle)`` is a sampler for ``time_calls``."""
+    """One contender's process; ``worker(settle)`` is a sampler for ``time_calls``.
 
-    def __init__(self, side, threads):
+    ``root`` is the checkout whose ``convbackends`` an ``ours`` worker imports (another
+    checkout times the code before a change against the code after it).
+    """
+
+    def __init__(self, side, threads, root=ROOT):
         env = dict(START_ENV, PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in START_ENV.get("PYTHONPATH", "").split(os.pathsep) if p]))
+            [str(root)] + [p for p in START_ENV.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.side, self.last_wait = side, None
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", side,
@@ -409,6 +415,9 @@ def parse_args(argv=None):
                         "sample at least)")
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--baseline", default=None,
+                   help="another checkout of this project (the code before a change): each "
+                        "backend of it runs too, as before:NAME")
     p.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -428,9 +437,23 @@ def load():
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+BASELINE = None      # --baseline: the checkout whose backends the ``before:`` names run
+
+
 def start(contenders, threads):
-    """A worker per contender name (``torch`` or one of our backends)."""
-    return {name: Worker(side_of(name), threads) for name in contenders}
+    """A worker per contender name (``torch``, one of our backends, or ``before:NAME``,
+    that backend of the ``--baseline`` checkout)."""
+    return {name: worker_for(name, threads) for name in contenders}
+
+
+def worker_for(name, threads):
+    root = BASELINE if name.startswith("before:") else ROOT
+    return Worker(side_of(name), threads, root)
+
+
+def backend_of(name):
+    """The backend a contender of ours names: ``before:im2col`` runs ``im2col``."""
+    return name.partition(":")[2] if name.startswith("before:") else name
 
 
 def side_of(name):
@@ -444,7 +467,7 @@ def setup_all(workers, declined, **request):
     replies = {}
     for name, worker in list(workers.items()):
         extra = ({"variant": name.partition("-")[2] or "nn.grad"} if side_of(name) == "torch"
-                 else {"backend": name})
+                 else {"backend": backend_of(name)})
         try:
             replies[name] = worker.ask(cmd="setup", **request, **extra)
         except WorkerError as e:
@@ -477,6 +500,8 @@ def run_steps(args, measure, results):
     import convbackends as cb
     backends = args.backends.split(",") if args.backends else list(STEP_BACKENDS)
     backends = [b for b in backends if b in cb.available_backends()]
+    if BASELINE is not None:
+        backends += [f"before:{b}" for b in backends]
     lr = 1e-3 if args.optimizer == "adam" else 1e-2
     for model in args.models.split(","):
         cfg = MODELS[model]
@@ -497,7 +522,7 @@ def run_steps(args, measure, results):
                 firsts = {n: r["first"] for n, r in replies.items()}
                 timings = time_workers(measure, workers, args, firsts)
                 profiles = {}
-                for name in ("torch", "auto", "im2col"):
+                for name in ("torch", "auto", "im2col", "before:auto"):
                     if name in workers:
                         profiles[name] = workers[name].ask(
                             cmd="profile", steps=args.profile_steps)["rows"]
@@ -543,6 +568,8 @@ def run_grads(args, measure, results):
     import convbackends as cb
     backends = args.backends.split(",") if args.backends else list(GRAD_BACKENDS)
     backends = [b for b in backends if b in cb.available_backends()]
+    if BASELINE is not None:
+        backends += [f"before:{b}" for b in backends]
     load_at_start = load()
     rows = []
     workers = start(["torch", "torch-autograd"] + backends, args.threads)
@@ -564,7 +591,7 @@ def run_grads(args, measure, results):
                     replies = setup_all(active, declined, task="grad", op=op, data=data,
                                         stride=stride, min_time=args.min_time)
                     for gone in declined:       # setup_all closed it: start a fresh one
-                        workers[gone] = Worker(side_of(gone), args.threads)
+                        workers[gone] = worker_for(gone, args.threads)
                     timings = time_workers(measure, active, args,
                                            {n: r["first"] for n, r in replies.items()})
                     row = dict(layer=name, cin=cin, cout=cout, size=size, stride=stride,
@@ -612,6 +639,8 @@ def report_grads(e, backends):
 
 def main(argv=None):
     args = parse_args(argv)
+    global BASELINE
+    BASELINE = None if args.baseline is None else Path(args.baseline).resolve()
     if args.worker:
         serve(args.worker, args.threads)
         return

@@ -1,6 +1,7 @@
 """``im2col``: unfold the input into columns, then one BLAS GEMM per group.
 
-Limits: convolution and transposed convolution only (no pooling). Every geometry and dtype.
+Limits: convolution, transposed convolution and the weight gradient of convolution (no
+pooling). Every geometry and dtype.
 
 Convolution: the columns ``cols[n, (c, r), p] = x[n, c, p*stride + r*dilation - pad]`` are
 gathered with one strided copy per kernel offset ``r`` (each a long, regular copy; padding
@@ -20,6 +21,16 @@ the ``(N, *out, K)`` output directly, one GEMM per batch chunk; a 1x1 kernel at 
 
 Transposed convolution is the adjoint: ``cols = W_groupᵀ @ x`` then col2im, one strided
 add per kernel offset into the full output, which is then cropped by the padding.
+
+The weight gradient of ``conv`` has a kernel of its own (its lowering, a convolution over
+swapped axes, is a tiny-batch convolution with a kernel the size of the output):
+``grad_w[group] = grad_out[group] (K/g, N*P) @ cols[group]ᵀ (N*P, C/g*R)``, the columns
+unfolded as the forward's with the batch next to the output positions, so one GEMM
+contracts over both; the batch runs in chunks, accumulated. Depthwise (one input channel
+per group) is a per-channel reduction instead: one ``einsum`` per kernel offset over the
+windows of the zero-padded input. Both are sums of the direct formula's products, padded
+zeros included, so NaN and Inf come out as the direct formula's. The input gradient stays
+the ``conv_transpose`` lowering: a GEMM plus col2im of its own measured no faster.
 """
 
 import math
@@ -155,7 +166,7 @@ class Im2colBackend(Backend):
             job.result()
 
     def supports(self, op, spec):
-        if op not in ("conv", "conv_transpose"):
+        if op not in ("conv", "conv_transpose", "conv_weight_grad"):
             return f"im2col computes convolutions only, not {op}"
         if spec.data_format == CHANNELS_LAST:
             return self._channels_last_refusal(spec)
@@ -200,11 +211,15 @@ class Im2colBackend(Backend):
         return max(1, min(spec.batch, self.workspace_limit // max(per_sample, 1)))
 
     def workspace_bytes(self, op, spec):
+        if op == "conv_weight_grad":
+            return _weight_grad_workspace(spec, self.workspace_limit)
         if op == "conv" and not self._needs_unfold(spec):
             return 0
         return self._chunk(op, spec) * self._bytes_per_sample(op, spec)
 
     def plan(self, op, spec):
+        if op == "conv_weight_grad":
+            return _weight_grad_plan(spec, self.workspace_limit)
         if spec.data_format == CHANNELS_LAST:
             return {"layout": "channels_last, no transposes",
                     "unfold": ("none (1x1, stride 1)" if not self._needs_unfold(spec)
@@ -354,3 +369,102 @@ class Im2colBackend(Backend):
         if bias is not None:
             y += bias.reshape((1, -1) + (1,) * spec.ndim)
         return y
+
+    # ------------------------------------------------------------------ gradients of conv
+
+    def conv_weight_grad(self, x, grad_output, spec, out=None):
+        # Sums of products as the direct formula's, padded zeros included: IEEE results.
+        with np.errstate(invalid="ignore", over="ignore"):
+            gw = np.empty(spec.weight_shape, spec.dtype) if out is None else out
+            if _one_channel_per_group(spec):
+                _depthwise_weight_grad(gw, x, grad_output, spec,
+                                       _weight_grad_chunk(spec, self.workspace_limit))
+            else:
+                self._weight_grad(gw, x, grad_output, spec)
+            return gw
+
+    def _weight_grad(self, gw, x, grad_output, spec):
+        """``gw[group] = sum over chunks of gyᵀ (K/g, n*P) @ cols (C/g*R, n*P)ᵀ``."""
+        N, K, g = spec.batch, spec.out_channels, spec.groups
+        Cg, Kg = spec.in_channels // g, K // g
+        R, P = math.prod(spec.kernel), math.prod(spec.output_spatial)
+        chunk = _weight_grad_chunk(spec, self.workspace_limit)
+        # The batch next to the output positions, so one GEMM contracts over both.
+        cols = np.empty((spec.in_channels, R, chunk) + spec.output_spatial, spec.dtype)
+        gy_t = np.empty((K, chunk, P), spec.dtype)
+        gw3 = gw.reshape(g, Kg, Cg * R)
+        partial = np.empty((Kg, Cg * R), spec.dtype) if chunk < N else None
+        gy3 = np.asarray(grad_output).reshape(N, K, P)
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            c = cols[:, :, :n1 - n0]
+            self._unfold(np.moveaxis(c, 2, 0), x[n0:n1], spec)
+            c = c.reshape(g, Cg * R, (n1 - n0) * P)
+            t = gy_t[:, :n1 - n0]
+            np.copyto(t, gy3[n0:n1].transpose(1, 0, 2))
+            t = t.reshape(g, Kg, (n1 - n0) * P)
+            for gi in range(g):
+                if n0 == 0:
+                    np.matmul(t[gi], c[gi].T, out=gw3[gi])
+                else:
+                    np.matmul(t[gi], c[gi].T, out=partial)
+                    gw3[gi] += partial
+
+
+def _one_channel_per_group(spec):
+    """Depthwise (a channel multiplier allowed): each group sees one input channel."""
+    return spec.groups > 1 and spec.in_channels == spec.groups
+
+
+def _weight_grad_bytes_per_sample(spec):
+    """Workspace of one sample for the weight gradient: its padded input (depthwise), or
+    its columns and its output gradient transposed."""
+    if _one_channel_per_group(spec):
+        return spec.in_channels * math.prod(spec.padded_spatial) * spec.itemsize
+    P, R = math.prod(spec.output_spatial), math.prod(spec.kernel)
+    return (spec.in_channels * R + spec.out_channels) * P * spec.itemsize
+
+
+def _weight_grad_chunk(spec, limit):
+    """Samples per chunk: as many as fit in ``limit`` bytes, at least one."""
+    return max(1, min(spec.batch, limit // max(_weight_grad_bytes_per_sample(spec), 1)))
+
+
+def _weight_grad_workspace(spec, limit):
+    return _weight_grad_chunk(spec, limit) * _weight_grad_bytes_per_sample(spec)
+
+
+def _weight_grad_plan(spec, limit):
+    chunk = _weight_grad_chunk(spec, limit)
+    if _one_channel_per_group(spec):
+        return {"batch_chunk": chunk, "reduction": "depthwise: einsum per kernel offset "
+                "over the padded input's windows"}
+    return {"batch_chunk": chunk, "gemm": "per group, batch in the contraction",
+            "unfold": "threaded copies, no padded copy"}
+
+
+def _depthwise_weight_grad(gw, x, grad_output, spec, chunk):
+    """``gw[c*m + j, 0, r] = sum_{n, o} x_padded[n, c, o*stride + r*dilation] *
+    gy[n, c*m + j, o]``: one ``einsum`` per kernel offset ``r`` over strided windows of a
+    zero-padded chunk of the batch; no columns."""
+    N, C, nd = spec.batch, spec.in_channels, spec.ndim
+    m = spec.out_channels // C
+    gy = np.asarray(grad_output)
+    gw_taps = gw.reshape(C, m, math.prod(spec.kernel))
+    padded = np.zeros((chunk, C) + spec.padded_spatial, spec.dtype)
+    inner = tuple(slice(pb, pb + L) for L, (pb, _) in zip(spec.input_spatial, spec.padding))
+    letters = "xyz"[:nd]
+    subscripts = f"nc{letters},ncm{letters}->cm"
+    for n0 in range(0, N, chunk):
+        n = min(N, n0 + chunk) - n0
+        xp = padded[:n]
+        xp[(slice(None), slice(None)) + inner] = x[n0:n0 + n]
+        g = gy[n0:n0 + n].reshape((n, C, m) + spec.output_spatial)
+        for r, offset in enumerate(_offsets(spec.kernel)):
+            window = xp[(slice(None), slice(None))
+                        + _window(offset, spec.dilation, spec.stride, spec.output_spatial)]
+            tap = np.einsum(subscripts, window, g)
+            if n0 == 0:
+                gw_taps[:, :, r] = tap
+            else:
+                gw_taps[:, :, r] += tap

@@ -85,6 +85,11 @@ def cache_path():
     return cache_dir() / f"autotune-{machine_id()}-v{__version__}.json"
 
 
+# The operands of the gradient ops a backend may have a kernel for (the op table's).
+GRADIENT_OPERANDS = {"conv_input_grad": ("weight", "grad_output"),
+                     "conv_weight_grad": ("x", "grad_output")}
+
+
 def spec_key(op, spec, candidates):
     """The cache key: op, every field of the spec, and the backends in the running."""
     fields = ",".join(f"{k}={v}" for k, v in sorted(dataclasses.asdict(spec).items()))
@@ -94,6 +99,11 @@ def spec_key(op, spec, candidates):
 def random_args(op, spec, seed=0):
     """Arrays with the call's shapes and dtype, for timing a backend's op."""
     rng = np.random.default_rng(seed)
+    if op in GRADIENT_OPERANDS:         # a gradient's spec is its forward call's
+        shapes = {"x": spec.input_shape, "weight": spec.weight_shape,
+                  "grad_output": spec.output_shape}
+        return tuple(rng.standard_normal(shapes[name]).astype(spec.dtype)
+                     for name in GRADIENT_OPERANDS[op])
     x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
     if op == "max_unpool":
         plane = math.prod(spec.output_spatial)

@@ -169,6 +169,10 @@ def _auto_plan(auto, op, spec, device, dry_run):
         return _auto_layout_plan(auto, op, spec, dry_run)
     try:
         chosen, reason = auto.choose(op, spec, device=device, dry_run=dry_run)
+        if not callable(getattr(chosen, op, None)):     # a gradient rule chose a lowering
+            plan, _ = backend_plan(chosen, op, spec, device)
+            plan.reason = reason
+            return plan
         return Plan(op, spec, chosen, reason)
     except UnsupportedError:
         if device:

@@ -10,6 +10,12 @@
    registered, available and supports the call;
 4. the first backend of :data:`DEFAULT_ORDER` (then any other registered one) that can run it.
 
+Gradient ops (``conv_input_grad``, ``conv_weight_grad``) are judged by the forward layer's
+geometry (their spec is the forward call's), never by the lowered call's: the weight
+gradient's lowering is a convolution whose "kernel" is the output gradient, which no
+forward rule fits. A gradient rule may name a backend that reaches the op only through one
+of the op table's lowerings onto its own kernels; dispatch then plans that lowering.
+
 So ``"auto"`` never raises :class:`UnsupportedError` while any registered, available
 backend supports the call, and a rule naming a backend that is missing on this machine
 (``fft``, ``winograd``, ``numba``, ``cuda`` are optional) simply passes to the next choice.
@@ -23,13 +29,16 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UnsupportedError
+from ..ops import get_op
 from ..spec import POOL_OPS
 from ..spec.layout import layout_refusal
 
-__all__ = ["AutoPolicy", "Rule", "RULES", "DEFAULT_ORDER"]
+__all__ = ["AutoPolicy", "Rule", "RULES", "DEFAULT_ORDER", "GRADIENT_OPS"]
 
 # Used when no rule names a backend that can run the call.
 DEFAULT_ORDER = ("im2col", "numba", "fft", "winograd", "naive")
+# Ops judged by their forward call's geometry; a rule may reach them through a lowering.
+GRADIENT_OPS = ("conv_input_grad", "conv_weight_grad")
 
 @dataclass(frozen=True)
 class Rule:
@@ -51,9 +60,12 @@ def _conv(op, spec):
     return op == "conv"
 
 
+def _is_depthwise(spec):
+    return spec.groups > 1 and spec.groups == spec.in_channels
+
+
 def _depthwise(op, spec):
-    return op in ("conv", "conv_transpose") and spec.groups > 1 \
-        and spec.groups == spec.in_channels
+    return op in ("conv", "conv_transpose") and _is_depthwise(spec)
 
 
 def _unit_stride_dilation(spec):
@@ -71,14 +83,52 @@ FEW_CHANNELS = {1: 4, 2: 32, 3: 32}     # C_in / groups up to which the direct l
 FEW_OUTPUTS = {1: 128, 2: 32, 3: 32}    # ... and C_out / groups up to which it still does
 WINOGRAD_MAX_SIDE = 112                 # output side up to which Winograd's tiles pay
 WINOGRAD_MIN_TILES = 32                 # 4x4 output tiles (whole batch) its GEMMs need
+# FFT's work per channel pair: ``bins * (4 * batch + FFT_FILTER_WORK)`` (a complex
+# multiply-add per sample and bin, and the filter's transform, which no batch shares),
+# ``bins`` the product of ``output + kernel - 1``; the direct formula's is ``batch *
+# prod(output) * prod(kernel)``. FFT won where the direct work was at least
+# FFT_MIN_ADVANTAGE times its own (7x7 kernels, 64 channels, batch 8: 0.53x im2col's time at
+# 14x14 outputs, 2.3x at 7x7; 512 channels at batch 1: 7.7x at 14x14; FCN's fc6, a 7x7
+# kernel on a 7x7 map: 4.4 s against im2col's 0.1 s).
+FFT_FILTER_WORK = 40
+FFT_MIN_ADVANTAGE = 2
+# Output positions from which numba's depthwise weight-gradient kernel beats im2col's
+# einsum (batch 8, 2 threads: 7-23 ms against 27-127 at 56x56 and 112x112; 5.3-7.0
+# against 4.1-5.8 at 14x14).
+DEPTHWISE_GRAD_MIN_OUTPUT = 28 * 28
+
+
+def _fft_pays(spec):
+    """Whether the direct formula's work outweighs FFT's for this output size and batch."""
+    bins = math.prod(o + k - 1 for o, k in zip(spec.output_spatial, spec.kernel))
+    direct = spec.batch * math.prod(spec.output_spatial) * math.prod(spec.kernel)
+    return direct >= FFT_MIN_ADVANTAGE * bins * (4 * spec.batch + FFT_FILTER_WORK)
+
+
+def _large_kernel_geometry(spec):
+    # A 1-D filter bank over one or a few channels stays with the direct loop (SincNet's
+    # 251 taps: numba 8.9 ms, FFT 19.7 ms), so few channels are left to the next rule.
+    return (_unit_stride_dilation(spec) and not _is_depthwise(spec)
+            and min(spec.kernel) >= LARGE_KERNEL[spec.ndim]
+            and (spec.ndim > 1 or _channels_per_group(spec) > FEW_CHANNELS[1])
+            and _fft_pays(spec))
 
 
 def _large_kernel(op, spec):
-    # A 1-D filter bank over one or a few channels stays with the direct loop (SincNet's
-    # 251 taps: numba 8.9 ms, FFT 19.7 ms), so few channels are left to the next rule.
-    return (_conv(op, spec) and _unit_stride_dilation(spec) and not _depthwise(op, spec)
-            and min(spec.kernel) >= LARGE_KERNEL[spec.ndim]
-            and (spec.ndim > 1 or _channels_per_group(spec) > FEW_CHANNELS[1]))
+    return _conv(op, spec) and _large_kernel_geometry(spec)
+
+
+def _gradient_of_large_kernel(op, spec):
+    return op in GRADIENT_OPS and _large_kernel_geometry(spec)
+
+
+def _depthwise_input_grad(op, spec):
+    return op == "conv_input_grad" and _is_depthwise(spec)
+
+
+def _depthwise_weight_grad(op, spec):
+    return (op == "conv_weight_grad" and _is_depthwise(spec)
+            and math.prod(spec.output_spatial) >= DEPTHWISE_GRAD_MIN_OUTPUT)
 
 
 def _few_channels(op, spec):
@@ -109,10 +159,33 @@ def _winograd_3x3(op, spec):
 RULES = (
     Rule("pooling", "pooling is memory-bound: the parallel direct loop wins",
          ("numba", "naive"), lambda op, spec: op in POOL_OPS),
+    # Gradients, by the forward layer's geometry (docs/perf-training.md; batch 8 but for
+    # LeNet-5's 64, one thread unless said).
+    Rule("gradient-large-kernel", "the forward layer passes the large-kernel rule: FFT "
+         "through the gradient's lowering (9x9, 16 channels, 64x64: input gradient 36 ms "
+         "against im2col's 151, weight gradient 20 against 165)", ("fft",),
+         _gradient_of_large_kernel),
+    Rule("gradient-depthwise-input", "a depthwise layer's input gradient: numba's "
+         "conv_transpose through the lowering (16 ms against im2col's 47-110 from 14x14 to "
+         "112x112)", ("numba",), _depthwise_input_grad),
+    Rule("gradient-depthwise-weight", "a depthwise layer's weight gradient over at least "
+         f"{DEPTHWISE_GRAD_MIN_OUTPUT} outputs: numba's kernel, one pass over each channel's "
+         "plane (2 threads: 2.8-5.4x im2col's einsum at 56x56 to 112x112)", ("numba",),
+         _depthwise_weight_grad),
+    Rule("gradient-weight", "im2col's weight-gradient kernel: the unfold and one GEMM over "
+         "batch and positions (on ResNet-18's layers 1.5-10x faster than its lowering, a "
+         "tiny-batch convolution with an output-sized kernel); depthwise, an einsum per "
+         "kernel offset", ("im2col",),
+         lambda op, spec: op == "conv_weight_grad"),
+    Rule("gradient-input", "im2col's conv_transpose through the lowering: its GEMM and "
+         "col2im (a native GEMM + col2im measured no faster; on ResNet-18's and LeNet-5's "
+         "layers numba took 1.7-58x its time, FFT 1.0-3.5x)", ("im2col",),
+         lambda op, spec: op == "conv_input_grad"),
     Rule("depthwise", "depthwise: one GEMM per channel is too small for BLAS; the direct "
          "loop beat FFT up to 31x31 kernels", ("numba",), _depthwise),
-    Rule("large-kernel", "stride 1, kernel >= 7x7 (31 in 1-D): FFT's cost does not grow "
-         "with the kernel", ("fft",), _large_kernel),
+    Rule("large-kernel", "stride 1, kernel >= 7x7 (31 in 1-D), an output large enough "
+         f"that the direct work is {FFT_MIN_ADVANTAGE}x FFT's: FFT's cost does not grow with "
+         "the kernel", ("fft",), _large_kernel),
     Rule("few-channels", f"at most {FEW_CHANNELS[2]} input and {FEW_OUTPUTS[2]} output channels "
          f"per group ({FEW_CHANNELS[1]} and {FEW_OUTPUTS[1]} in 1-D), stride 1 or a 3x3 kernel: "
          "too short a GEMM to pay for the unfold", ("numba",), _few_channels),
@@ -152,13 +225,16 @@ class AutoPolicy:
     def choose(self, op, spec, device=False, dry_run=False):
         """Return ``(backend, reason)`` for this call; ``reason`` names the rule or cache entry.
 
+        For a gradient op the backend may lack a kernel for it (a rule chose its route
+        through a lowering): the caller plans that route (:func:`~.plan.backend_plan`).
+
         With ``dry_run`` (``explain()``) the autotuner answers only from what it has already
         timed; an unknown geometry falls to the rules, and the reason says so.
         """
         from .autotune import autotune_enabled
         backends, get_backend = self._backends, self._get_backend
 
-        def runnable(name):
+        def runnable(name, op=op, spec=spec):
             if name == "auto" or name not in backends():
                 return None
             b = get_backend(name)
@@ -171,6 +247,17 @@ class AutoPolicy:
             if b.available() is not None or b.supports(op, spec) is not None:
                 return None
             return b
+
+        def reachable(name):
+            """``runnable``, or for a gradient op, runnable through one of its lowerings."""
+            b = runnable(name)
+            if b is not None or op not in GRADIENT_OPS or device:
+                return b
+            for low in get_op(op).lowerings:
+                target = low.rewrite(spec)
+                if not isinstance(target, str) and runnable(name, low.target, target):
+                    return get_backend(name)
+            return None
 
         if device:
             b = runnable("cuda")
@@ -190,7 +277,7 @@ class AutoPolicy:
         for rule in RULES:
             if rule(op, spec):
                 for name in rule.prefer:
-                    b = runnable(name)
+                    b = reachable(name)
                     if b is not None:
                         return b, f"{untimed}rule {rule.name}: {rule.why}"
         for name in order:

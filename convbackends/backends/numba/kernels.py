@@ -540,3 +540,65 @@ def max_unpool(x, ind, y, bad):
                 bad[P + p] = idx
                 continue
             y[p, idx] = x[p, i]
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@nb.njit(cache=True, fastmath=_FMA)
+def _dot_taps(acc, xf, x_row, gf, g0, m, kw, dil_w, stride_w):
+    """``acc[t*m + j] += gy[g0 + j] * x[x_row + t*dil_w + j*stride_w]`` for every kernel
+    column ``t`` and ``j < m``: one row of partial sums per tap, so the loop along the
+    output row vectorises and no sum is reordered within a column."""
+    m, sw = np.uint64(m), np.uint64(stride_w)
+    for t in range(kw):
+        a0 = np.uint64(t) * m
+        x0 = np.uint64(x_row + t * dil_w)
+        for j in range(m):
+            acc[a0 + j] += gf[g0 + j] * xf[x0 + j * sw]
+
+
+@nb.njit(cache=True, parallel=True)
+def conv_weight_grad(xp, gy, stride, dil, kernel, groups, columns, gw):
+    """``gw[k, c, r] = sum_{n, o} xp[n, g*Cg + c, o*stride + r*dil] * gy[n, k, o]``: the
+    weight gradient of ``conv``, ``xp`` the zero-padded input (``(N, C, Dp, Hp, Wp)``),
+    ``gw`` ``(K, C/groups, taps)``.
+
+    One task per ``(k, c)`` pair. The output row is cut into chunks of ``columns``; for each,
+    every sample's rows add into ``taps x columns`` partial sums (in L1), which are then
+    added into the task's totals, so the padded zeros take part in every product, as in
+    the direct formula.
+    """
+    xf, gf = xp.ravel(), gy.ravel()
+    N, C, Dp, Hp, Wp = xp.shape
+    K, OD, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3], gy.shape[4]
+    KD, KH, KW = kernel[0], kernel[1], kernel[2]
+    cg, kg = C // groups, K // groups
+    taps = KD * KH * KW
+    for task in nb.prange(K * cg):
+        k, c = divmod(np.int64(task), cg)
+        channel = k // kg * cg + c
+        total = np.zeros(taps, gy.dtype)
+        acc = np.empty(taps * columns, gy.dtype)
+        for j0 in range(0, OW, columns):
+            m = min(columns, OW - j0)
+            acc[:taps * m] = 0
+            for n in range(N):
+                for od in range(OD):
+                    for oh in range(OH):
+                        g0 = np.uint64(_row_base(gy.shape, n, k, od, oh) + j0)
+                        for kd in range(KD):
+                            for kh in range(KH):
+                                x_row = (_row_base(xp.shape, n, channel,
+                                                   od * stride[0] + kd * dil[0],
+                                                   oh * stride[1] + kh * dil[1])
+                                         + j0 * stride[2])
+                                _dot_taps(acc[(kd * KH + kh) * KW * m:], xf, x_row, gf, g0,
+                                          m, KW, dil[2], stride[2])
+            for r in range(taps):
+                s = acc[r * m]
+                for j in range(1, m):
+                    s += acc[r * m + j]
+                total[r] += s
+        for r in range(taps):
+            gw[k, c, r] = total[r]
