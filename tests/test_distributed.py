@@ -3,6 +3,7 @@ space give what the in-memory calls give, on threads, synchronously and on a two
 ``distributed.LocalCluster``."""
 
 import importlib
+import os
 import pickle
 import random
 import subprocess
@@ -26,10 +27,17 @@ from convbackends.distributed.halo import plan_axis  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client():
+    # distributed's nanny puts MALLOC_TRIM_THRESHOLD_ and thread limits into os.environ
+    # for its workers; later tests of this process must not see them.
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=":0", memory_limit="1GiB")
-    with cluster, distributed.Client(cluster, set_as_default=False) as c:
-        yield c
+    try:
+        with cluster, distributed.Client(cluster, set_as_default=False) as c:
+            yield c
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _data(x_shape, w_shape=None, seed=0):

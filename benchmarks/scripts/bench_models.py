@@ -51,7 +51,8 @@ from convbackends.tools.measure import (MAX_WAIT, SETTLE_SECONDS,  # noqa: E402
 from convbackends.tools.peer import ONNX_OPSET, Peer, missing_packages  # noqa: E402
 
 INPUTS = {"lenet5": (1, 32, 32), "alexnet": (3, 227, 227), "vgg16": (3, 224, 224),
-          "resnet18": (3, 224, 224)}
+          "resnet18": (3, 224, 224), "zfnet": (3, 224, 224), "vgg19": (3, 224, 224),
+          "googlenet": (3, 224, 224), "fcn8s": (3, 224, 224)}
 PEER_LABELS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 ORT_MODEL = "convbackends.tools.peer:onnxruntime_model"
 
@@ -102,9 +103,14 @@ def torch_twin(model, batch, threads, path, onnx_path=None):
     """
     import torch
     from tests import test_models as twins
+    from tests import test_models_lectures as lecture_twins
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    theirs = getattr(twins, f"torch_{model}")(torch.nn).eval()
+    lecture = {"googlenet": "googlenet-96"}.get(model, model)
+    if lecture in lecture_twins.TWINS:
+        theirs = lecture_twins.TWINS[lecture][1](torch).eval()
+    else:
+        theirs = getattr(twins, f"torch_{model}")(torch.nn).eval()
     x = np.random.default_rng(0).standard_normal((batch,) + INPUTS[model], dtype=np.float32)
     np.savez(path, x=x, **{k: v.numpy() for k, v in theirs.state_dict().items()})
     xt = torch.from_numpy(x)

@@ -44,7 +44,7 @@ from .halo import plan_axis
 __all__ = [name for name in in_memory.__all__ if name != "is_device_array"]
 
 _NOT_GEOMETRY = ("x", "weight", "bias", "indices", "backend", "out", "padding_mode",
-                 "return_indices")
+                 "return_indices", "activation", "residual")
 _SPATIAL_OPS = ("conv", "max_pool", "avg_pool")
 _WHOLE_PLANE = {
     "conv_transpose": "a transposed convolution's output windows of neighbouring inputs "
@@ -142,6 +142,9 @@ def _check(func, args):
     if args.get("out") is not None:
         raise UnsupportedError(f"{func}: out= is not taken for Dask arrays; store the "
                                f"result with dask.array.store")
+    if args.get("activation") is not None or args.get("residual") is not None:
+        raise UnsupportedError(f"{func}: activation= and residual= are not taken for Dask "
+                               f"arrays; apply them to the result")
     op = _op_name(func, args)
     entry = get_op(op)
     x = as_dask_array(args["x"])

@@ -34,6 +34,7 @@ from ..errors import UnsupportedError
 from .activation import Identity, ReLU, Tanh
 from .container import BasicBlock, Sequential
 from .conv import _ConvNd
+from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, _BatchNorm
 
 __all__ = ["fuse", "FusedConv", "FusedBasicBlock"]
@@ -213,3 +214,15 @@ class FusedBasicBlock(BasicBlock):
     def _backward(self, grad_output):
         raise UnsupportedError("FusedBasicBlock is fused for inference and has no backward; "
                                "train the unfused model")
+
+
+def _fuse_method(self):
+    """An evaluation-mode copy rewritten for inference: BatchNorm folded into the
+    convolutions, ReLU and residual adds as their epilogues, weights prepacked, output
+    buffers reused; see :func:`convbackends.nn.fuse`. This module is not changed."""
+    return fuse(self)
+
+
+# Every layer's ``fuse()``: attached here, where fusion lives, so that the base class need
+# not import the layers that fusion rewrites.
+Module.fuse = _fuse_method

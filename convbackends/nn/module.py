@@ -216,13 +216,6 @@ class Module:
         """Evaluation mode: Dropout is the identity, BatchNorm uses its running statistics."""
         return self.train(False)
 
-    def fuse(self):
-        """An evaluation-mode copy rewritten for inference: BatchNorm folded into the
-        convolutions, ReLU and residual adds as their epilogues, weights prepacked, output
-        buffers reused; see :func:`convbackends.nn.fuse`. This module is not changed."""
-        from .fuse import fuse
-        return fuse(self)
-
     def _named_tensors(self, prefix="", names=None):
         for name in self._parameters + self._buffers if names is None else names(self):
             value = getattr(self, name)
