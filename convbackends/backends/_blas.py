@@ -114,15 +114,21 @@ def matmul(a, b, out):
     workers = split_threads() if macs >= MIN_SPLIT_MACS and rows >= 16 else 1
     if workers < 2:
         return np.matmul(a, b, out=out)
-    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    _side_by_side(workers, rows,
+                  lambda r0, r1: np.matmul(a[r0:r1], b, out=out[..., r0:r1, :]))
+    return out
+
+
+def _side_by_side(workers, length, part):
+    """``part(start, stop)`` over ``workers`` slices of ``range(length)``, the first in this
+    thread, the others on the pool, with OpenBLAS single-threaded meanwhile."""
+    bounds = np.linspace(0, length, workers + 1).astype(int)
     with _SingleThreaded():
         pool = _pool(workers)
-        jobs = [pool.submit(np.matmul, a[r0:r1], b, out=out[..., r0:r1, :])
-                for r0, r1 in zip(bounds[1:-1], bounds[2:])]
-        np.matmul(a[bounds[0]:bounds[1]], b, out=out[..., bounds[0]:bounds[1], :])
+        jobs = [pool.submit(part, i0, i1) for i0, i1 in zip(bounds[1:-1], bounds[2:])]
+        part(bounds[0], bounds[1])
         for job in jobs:
             job.result()
-    return out
 
 
 def batched_matmul(a, b, out):
@@ -134,12 +140,6 @@ def batched_matmul(a, b, out):
     workers = min(split_threads(), count) if macs >= MIN_SPLIT_MACS else 1
     if workers < 2:
         return np.matmul(a, b, out=out)
-    bounds = np.linspace(0, count, workers + 1).astype(int)
-    with _SingleThreaded():
-        pool = _pool(workers)
-        jobs = [pool.submit(np.matmul, a[i0:i1], b[i0:i1], out=out[i0:i1])
-                for i0, i1 in zip(bounds[1:-1], bounds[2:])]
-        np.matmul(a[bounds[0]:bounds[1]], b[bounds[0]:bounds[1]], out=out[bounds[0]:bounds[1]])
-        for job in jobs:
-            job.result()
+    _side_by_side(workers, count,
+                  lambda i0, i1: np.matmul(a[i0:i1], b[i0:i1], out=out[i0:i1]))
     return out
