@@ -338,7 +338,16 @@ def test_fc6_in_explain():
     # ResNet-18's 3x3 (the lowered weight gradient's "kernel" is 28x28: FFT before)
     ((8, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}, "conv_weight_grad", "im2col",
      "gradient-weight"),
-    ((8, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}, "conv_input_grad", "im2col",
+    ((8, 128, 14, 14), (128, 128, 3, 3), {"padding": 1}, "conv_input_grad", "winograd",
+     "gradient-input-winograd"),
+    ((8, 64, 28, 28), (64, 64, 3, 3), {"padding": 1}, "conv_input_grad", "winograd",
+     "gradient-input-winograd"),
+    # 32 tiles (256 channels at 7x7), a strided layer, batch 1 at 28x28 (49 tiles): im2col
+    ((8, 256, 7, 7), (256, 256, 3, 3), {"padding": 1}, "conv_input_grad", "im2col",
+     "gradient-input"),
+    ((8, 64, 28, 28), (128, 64, 3, 3), {"padding": 1, "stride": 2}, "conv_input_grad",
+     "im2col", "gradient-input"),
+    ((1, 64, 28, 28), (64, 64, 3, 3), {"padding": 1}, "conv_input_grad", "im2col",
      "gradient-input"),
     ((8, 3, 112, 112), (64, 3, 7, 7), {"stride": 2, "padding": 3}, "conv_weight_grad",
      "im2col", "gradient-weight"),
@@ -430,3 +439,27 @@ def test_autotuner_times_weight_gradient_kernels(registry):
     backend, reason = auto.choose("conv_weight_grad", DEPTHWISE)
     assert backend is fast and reason.startswith("autotune: timed now")
     assert slow.calls >= 2
+
+
+def test_winograd_input_gradient_is_planned_and_right():
+    """A stride-1 3x3 input gradient runs winograd's conv through conv_transpose, guarded;
+    its values match the oracle's transposed convolution within Winograd's float32 bound,
+    and an Inf weight still gives the direct formula's NaN pattern."""
+    e = cb.explain((8, 64, 28, 28), (64, 64, 3, 3), op="conv_input_grad", padding=1)
+    assert e.choice == "winograd" and "rule gradient-input-winograd" in e.reason
+    assert e.steps[-1] == "conv: winograd's own kernel" and "guarded" in e.steps[1]
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    go = rng.standard_normal((8, 64, 28, 28)).astype(np.float32)
+    ref = oracle.conv_transpose(go.astype(np.float64), w.astype(np.float64), padding=1)
+    for backend in ("auto", "winograd", "im2col"):
+        got = cb.grad.conv2d_input((8, 64, 28, 28), w, go, padding=1, backend=backend)
+        err = np.abs(got - ref).max() / np.abs(ref).max()
+        assert err < (2e-5 if backend != "im2col" else 2e-6), (backend, err)
+    w[3, 5, 0, 2] = np.inf
+    ref = oracle.conv_transpose(go[:1].astype(np.float64), w.astype(np.float64), padding=1)
+    for backend in ("auto", "winograd", "im2col"):
+        got = cb.grad.conv2d_input((1, 64, 28, 28), w, go[:1], padding=1, backend=backend)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
+        assert np.isnan(ref).any() or np.isinf(ref).any()

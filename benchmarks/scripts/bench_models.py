@@ -117,7 +117,7 @@ def torch_twin(model, batch, threads, path, onnx_path=None):
     if onnx_path:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(theirs, (xt,), onnx_path, dynamo=False,
+            torch.onnx.export(_exportable(torch, theirs, xt), (xt,), onnx_path, dynamo=False,
                               opset_version=ONNX_OPSET, input_names=["x"],
                               output_names=["y"])
 
@@ -126,6 +126,30 @@ def torch_twin(model, batch, threads, path, onnx_path=None):
             return theirs(xt).numpy()
 
     return run, {"library": f"torch {torch.__version__}", "threads": torch.get_num_threads()}
+
+
+def _exportable(torch, model, x):
+    """``model`` with each adaptive average pooling whose input size is a multiple of its
+    output replaced by the fixed pooling it equals at this input: the TorchScript ONNX
+    exporter loses the sizes it needs after some ops (ZFNet's twin fails otherwise)."""
+    import copy
+    sizes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.__setitem__(m, i[0].shape[2:]))
+             for m in model.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    names = {m: n for n, m in model.named_modules()}
+    model = copy.deepcopy(model)
+    for m, size in sizes.items():
+        out = m.output_size if isinstance(m.output_size, tuple) else (m.output_size,) * 2
+        if all(o is not None and s % o == 0 for s, o in zip(size, out)):
+            k = tuple(s // o for s, o in zip(size, out))
+            parent, _, leaf = names[m].rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf,
+                    torch.nn.AvgPool2d(k, k))
+    return model
 
 
 def limit_threads(n):

@@ -14,7 +14,7 @@ from ..spec import ConvSpec
 from ..spec.layout import CHANNELS_FIRST, to_first, to_last
 from . import gradients as grad
 
-__all__ = ["Lowering", "LOWERINGS", "lowerings_from"]
+__all__ = ["Lowering", "LOWERINGS", "lowerings_from", "transpose_as_conv", "transposed_filter"]
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,9 @@ def _run_avg_as_depthwise(run_target, operands, spec, target_spec):
     return y
 
 
-def _transpose_as_conv(spec):
-    """``conv_transpose`` is ``conv`` over the stride-dilated input with the flipped filter."""
+def transpose_as_conv(spec):
+    """``conv_transpose`` is ``conv`` over the stride-dilated input with the flipped filter
+    (:func:`transposed_filter`): that conv's spec, or why it does not apply."""
     reach = [d * (k - 1) for d, k in zip(spec.dilation, spec.kernel)]
     if any(pb > r or pa > r for (pb, pa), r in zip(spec.padding, reach)):
         return "padding larger than dilation*(kernel-1) would crop the input"
@@ -122,12 +123,17 @@ def _run_transpose_as_conv(run_target, operands, spec, target_spec):
         spread = np.zeros(target_spec.input_shape, spec.dtype)
         spread[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in spec.stride)] = x
         x = spread
+    return run_target(x, transposed_filter(weight, spec), bias)
+
+
+def transposed_filter(weight, spec):
+    """``conv_transpose``'s weight ``(C, K/g, *k)`` as the equivalent ``conv``'s filter
+    ``(K, C/g, *k)``: channels swapped within each group, every kernel axis flipped."""
     g, nd = spec.groups, spec.ndim
     w = np.asarray(weight).reshape((g, spec.in_channels // g, spec.out_channels // g)
                                    + spec.kernel)
-    w = np.swapaxes(w, 1, 2).reshape(target_spec.weight_shape)
-    w = np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
-    return run_target(x, w, bias)
+    w = np.swapaxes(w, 1, 2).reshape((spec.out_channels, spec.in_channels // g) + spec.kernel)
+    return np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
 
 
 # The ops that take ``data_format``, with the positions of their operands that are laid out
@@ -188,7 +194,7 @@ _CHANNELS_FIRST_LOWERINGS = (
              _avg_as_depthwise, _run_avg_as_depthwise),
     Lowering("conv_transpose->conv", "conv_transpose", "conv",
              "conv over the input spread by the stride, with the flipped, channel-swapped "
-             "filter", _transpose_as_conv, _run_transpose_as_conv,
+             "filter", transpose_as_conv, _run_transpose_as_conv,
              # The inserted zeros and the padding meet every weight: 0 * Inf is NaN where
              # the scatter of the real inputs adds nothing.
              exact_nonfinite=False),
