@@ -56,8 +56,16 @@ def asv_project(tmp_path_factory):
         "environment_type": "virtualenv", "benchmark_dir": str(ROOT / "benchmarks"),
         "env_dir": str(base / "env"), "results_dir": str(base / "results"),
         "html_dir": str(base / "html")}))
-    env = {**os.environ, "CONVBACKENDS_ASV_QUICK": "1",
+    # asv keeps its machine description in ~/.asv-machine.json: a scratch home, so the
+    # test needs no `asv machine` run beforehand and leaves the user's alone.
+    home = base / "home"
+    home.mkdir()
+    env = {**os.environ, "CONVBACKENDS_ASV_QUICK": "1", "HOME": str(home),
            "CONVBACKENDS_ASV_BACKENDS": ",".join(BACKENDS)}
+    machine = subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--config",
+                              str(config)], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert machine.returncode == 0, machine.stdout[-3000:] + machine.stderr[-3000:]
     done = subprocess.run(
         [sys.executable, "-m", "asv", "run", "--config", str(config), "--python=same",
          "--quick", "--show-stderr", "--set-commit-hash", commits[1],

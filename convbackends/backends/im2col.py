@@ -21,7 +21,8 @@ the ``(N, *out, K)`` output directly, one GEMM per batch chunk; a 1x1 kernel at 
 
 Transposed convolution is the adjoint: ``cols = W_groupᵀ @ x`` then col2im, one strided
 add per kernel offset into the full output, which is then cropped by the padding. At stride
-1 with finite weights it is the forward convolution of the flipped filter instead (no
+1 with finite weights and at least 32 channels per group on both sides it is the forward
+convolution of the flipped filter instead (no
 scatter; see :func:`_as_forward_conv`).
 
 The weight gradient of ``conv`` has a kernel of its own (its lowering, a convolution over
@@ -55,6 +56,9 @@ DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
 # stem's patches are runs of 3 elements: 1.3-2x).
 CHANNELS_LAST_MIN_ROWS = 784
 CHANNELS_LAST_MIN_CHANNELS = 16
+# Channels per group, in and out, from which a stride-1 transposed convolution runs as the
+# forward convolution of the flipped filter (see _as_forward_conv).
+FORWARD_TRANSPOSE_MIN_CHANNELS = 32
 # Below this many output positions per sample, the batch joins the GEMM's columns.
 SMALL_OUTPUT = 256
 
@@ -233,7 +237,7 @@ class Im2colBackend(Backend):
             return {"unfold": "none (1x1, stride 1)", "gemm": "per group"}
         small = op == "conv" and math.prod(spec.output_spatial) < SMALL_OUTPUT
         if op == "conv_transpose" and all(s == 1 for s in spec.stride) \
-                and not isinstance(transpose_as_conv(spec), str):
+                and _as_forward_conv(spec, np.zeros(1)) is not None:
             return {"route": "stride 1: the forward conv of the flipped filter when the "
                              "weight is finite (GEMM + col2im otherwise)",
                     "batch_chunk": self._chunk(op, spec)}
@@ -428,12 +432,15 @@ def _as_forward_conv(spec, weight):
     filter over the input, padded by ``dilation*(kernel-1) - padding``), or ``None``.
 
     Without the scatter of col2im it measured 1.0-2.1x faster (ResNet-18's 3x3 input
-    gradients at batch 8, 28x28 to 4x4). Its padding's zeros meet every weight, so it is
+    gradients at batch 8, 28x28 to 4x4), but slower with few channels (LeNet-5's 5x5
+    input gradients at batch 64, 1 and 6 output channels: its whole training step 13.7 ->
+    29.4 ms), hence ``FORWARD_TRANSPOSE_MIN_CHANNELS`` per group on both sides. Its padding's zeros meet every weight, so it is
     taken only for finite weights, where each such term is an exact zero: the result's NaN
     and Inf are then the scatter's. Strided calls keep the scatter (their forward form
     would multiply the inserted zeros too).
     """
-    if any(s != 1 for s in spec.stride):
+    if any(s != 1 for s in spec.stride) or min(spec.in_channels, spec.out_channels) \
+            < FORWARD_TRANSPOSE_MIN_CHANNELS * spec.groups:
         return None
     target = transpose_as_conv(spec)
     if isinstance(target, str) or not np.isfinite(weight).all():
