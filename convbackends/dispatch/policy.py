@@ -146,31 +146,33 @@ def _few_channels(op, spec):
             and spec.out_channels // spec.groups <= FEW_OUTPUTS[spec.ndim])
 
 
+def _winograd_fits(spec, channels_in, channels_out, spatial, min_tiles):
+    """A float32 2-D 3x3 stride-1 convolution, groups 1, with ``channels_in`` and
+    ``channels_out`` past the few-channels bounds, sides of ``spatial`` up to
+    ``WINOGRAD_MAX_SIDE`` and at least ``min_tiles`` 4x4 tiles over the batch."""
+    return (spec.dtype == "float32" and spec.ndim == 2
+            and all(k == 3 for k in spec.kernel) and _unit_stride_dilation(spec)
+            and spec.groups == 1 and channels_in > FEW_CHANNELS[2]
+            and channels_out > FEW_OUTPUTS[2] and max(spatial) <= WINOGRAD_MAX_SIDE
+            and spec.batch * math.prod(-(-L // 4) for L in spatial) >= min_tiles)
+
+
 def _winograd_3x3(op, spec):
     # Every stride-1 3x3 layer of ResNet-18 and VGG-16 at batch 8 from 64 channels on
     # (1.03x-2.6x over im2col), but for VGG's 64 channels at 224x224, a draw (0.89x in one
     # run, 1.05x in the next) that the GEMM keeps: the transformed tiles outgrow the caches.
     # Too few tiles starve its GEMMs: ResNet-18's 512 channels at 7x7 and batch 1 (4 tiles)
     # took 2.3x im2col's time, 256 at 14x14 (16 tiles) 1.08x; at batch 8 (32 tiles) 0.84x.
-    return (_conv(op, spec) and spec.dtype == "float32" and spec.ndim == 2
-            and all(k == 3 for k in spec.kernel) and _unit_stride_dilation(spec)
-            and spec.groups == 1 and spec.in_channels > FEW_CHANNELS[2]
-            and spec.out_channels > FEW_OUTPUTS[2]
-            and max(spec.output_spatial) <= WINOGRAD_MAX_SIDE
-            and spec.batch * math.prod(-(-o // 4) for o in spec.output_spatial)
-            >= WINOGRAD_MIN_TILES)
+    return _conv(op, spec) and _winograd_fits(spec, spec.in_channels, spec.out_channels,
+                                              spec.output_spatial, WINOGRAD_MIN_TILES)
 
 
 def _winograd_input_grad(op, spec):
     # The input gradient of a stride-1 3x3 layer is a stride-1 3x3 convolution of the
     # output gradient (channels swapped, filter flipped) over the input's size.
-    return (op == "conv_input_grad" and spec.dtype == "float32" and spec.ndim == 2
-            and all(k == 3 for k in spec.kernel) and _unit_stride_dilation(spec)
-            and spec.groups == 1 and spec.out_channels > FEW_CHANNELS[2]
-            and spec.in_channels > FEW_OUTPUTS[2]
-            and max(spec.input_spatial) <= WINOGRAD_MAX_SIDE
-            and spec.batch * math.prod(-(-L // 4) for L in spec.input_spatial)
-            >= WINOGRAD_GRAD_MIN_TILES)
+    return op == "conv_input_grad" and _winograd_fits(
+        spec, spec.out_channels, spec.in_channels, spec.input_spatial,
+        WINOGRAD_GRAD_MIN_TILES)
 
 
 RULES = (
